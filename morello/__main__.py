@@ -1,0 +1,5 @@
+import sys
+
+from morello.cli import main
+
+sys.exit(main())

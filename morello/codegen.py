@@ -1,0 +1,335 @@
+"""The AVX2 C++ renderer: a program tree in, a self-contained header out.
+
+Python decides everything (loop bounds, pointers, strides, register names); the Jinja
+templates under ``templates/`` only spell the C++. Operands are tracked as views: a
+pointer to the tile's first element with its layout and leading dimension, or a block
+of named ``__m256`` variables for a tile held in vector registers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from morello import __version__
+from morello.dtypes import Dtype
+from morello.kernels import Kernel, KernelKind
+from morello.layout import EVEN_ODD, EvenOdd, Layout, Packed, RowMajor
+from morello.program import Program
+from morello.rewrites import Dim, Move, Promote, Tile, ToAccum
+from morello.spec import Op, Spec, TensorSpec
+from morello.target import F32_LANES, Level
+
+# Installed, templates ship inside the package; in a source checkout they sit beside it.
+_HERE = Path(__file__).resolve().parent
+TEMPLATES = next(
+    p for p in (_HERE / "templates", _HERE.parent / "templates") if (p / "header.hpp.j2").exists()
+)
+INDENT = "  "
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@cache
+def _macros():
+    return _env().get_template("kernels.hpp.j2").module
+
+
+@dataclass(frozen=True, slots=True)
+class MemView:
+    ptr: str
+    layout: Layout
+    ld: int
+    dtype: Dtype
+
+    def elem(self, i: object, j: object) -> str:
+        return f"{self.ptr}[{self.layout.offset_expr(str(i), str(j), str(self.ld))}]"
+
+    def value(self, i: object, j: object) -> str:
+        """The element as a float expression."""
+        e = self.elem(i, j)
+        return f"detail::bf16_to_f32({e})" if self.dtype == Dtype.BF16 else e
+
+    def at(self, i: object, j: object) -> str:
+        if (str(i), str(j)) == ("0", "0"):
+            return self.ptr
+        return f"({self.ptr} + {self.layout.offset_expr(str(i), str(j), str(self.ld))})"
+
+    def tile(self, i: object, j: object, spec: TensorSpec) -> MemView:
+        ld = (
+            self.layout.width
+            if isinstance(self.layout, Packed) and isinstance(spec.layout, RowMajor)
+            else self.ld
+        )
+        return MemView(self.at(i, j), spec.layout, ld, self.dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class RegView:
+    name: str
+
+
+View = MemView | RegView
+
+
+class _Emitter:
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.counter = 0
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def emit(self, node: Program, views: tuple[View, ...]) -> list[str]:
+        match node.action:
+            case Kernel():
+                return _kernel(node.action, node.spec, views).splitlines()
+            case Promote():
+                return self.emit(node.children[0], views)
+            case ToAccum():
+                zero, accum = node.children
+                return self.emit(zero, views[2:]) + self.emit(accum, views)
+            case Tile():
+                return self._tile(node, node.action, views)
+            case Move():
+                return self._move(node, node.action, views)
+        raise AssertionError(node.action)
+
+    def _tile(self, node: Program, tile: Tile, views: tuple[View, ...]) -> list[str]:
+        m, k, n = node.spec.mkn
+        extent = {Dim.M: m, Dim.N: n, Dim.K: k}[tile.dim]
+        full = extent // tile.size * tile.size
+        var = self.fresh(tile.dim.value)
+
+        def body(child: Program) -> list[str]:
+            return self.emit(child, _tile_views(views, child.spec, tile.dim, var))
+
+        main = body(node.children[0])
+        rest = body(node.children[1]) if len(node.children) > 1 else None
+        if tile.parallel:
+            tasks = math.ceil(extent / tile.size)
+            lines = [
+                f"parallel_for(std::size_t{{{tasks}}}, [&](std::size_t task) {{",
+                f"{INDENT}const int64_t {var} = static_cast<int64_t>(task) * {tile.size};",
+            ]
+            if rest is None:
+                lines += _indent(main)
+            else:
+                lines += [
+                    f"{INDENT}if ({var} < {full}) {{",
+                    *_indent(main, 2),
+                    f"{INDENT}}} else {{",
+                    *_indent(rest, 2),
+                    f"{INDENT}}}",
+                ]
+            return [*lines, "});"]
+        lines = [
+            f"for (int64_t {var} = 0; {var} < {full}; {var} += {tile.size}) {{",
+            *_indent(main),
+            "}",
+        ]
+        if rest is not None:
+            lines += ["{", f"{INDENT}const int64_t {var} = {full};", *_indent(rest), "}"]
+        return lines
+
+    def _move(self, node: Program, move: Move, views: tuple[View, ...]) -> list[str]:
+        new_spec = node.children[0 if node.children[0].spec.op != Op.MOVE else 1].spec.operands[
+            move.operand
+        ]
+        old = views[move.operand]
+        if move.level == Level.VRF:
+            name = self.fresh("v")
+            rows, cols = new_spec.shape
+            regs = [f"{name}_{i}_{v}" for i in range(rows) for v in range(-(-cols // F32_LANES))]
+            decl = [f"__m256 {', '.join(regs)};"]
+            new: View = RegView(name)
+        else:
+            name = self.fresh("buf")
+            elems = new_spec.layout.buffer_elems(new_spec.shape)
+            decl = [f"alignas(64) {new_spec.dtype.c_type} {name}[{elems}];"]
+            new = MemView(
+                name, new_spec.layout, new_spec.layout.dense_ld(new_spec.shape), new_spec.dtype
+            )
+        body_views = tuple(new if i == move.operand else v for i, v in enumerate(views))
+        lines = ["{", *_indent(decl)]
+        for child in node.children:
+            if child.spec.op == Op.MOVE:
+                loading = child.spec.operands[0] != new_spec
+                child_views = (old, new) if loading else (new, old)
+            else:
+                child_views = body_views
+            lines += _indent(self.emit(child, child_views))
+        return [*lines, "}"]
+
+
+def _indent(lines: list[str], depth: int = 1) -> list[str]:
+    return [INDENT * depth + line if line else line for line in lines]
+
+
+def _tile_views(views: tuple[View, ...], child: Spec, dim: Dim, var: str) -> tuple[View, ...]:
+    a, b, c = views
+    sa, sb, sc = child.operands
+    assert isinstance(a, MemView) and isinstance(b, MemView)
+    match dim:
+        case Dim.M:
+            return a.tile(var, 0, sa), b, _tile_c(c, var, 0, sc)
+        case Dim.N:
+            return a, b.tile(0, var, sb), _tile_c(c, 0, var, sc)
+        case Dim.K:
+            return a.tile(0, var, sa), b.tile(var, 0, sb), c
+    raise AssertionError(dim)
+
+
+def _tile_c(c: View, i: object, j: object, spec: TensorSpec) -> View:
+    assert isinstance(c, MemView), "register tiles are not tiled further"
+    return c.tile(i, j, spec)
+
+
+def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
+    mac = _macros()
+    match kernel.kind:
+        case KernelKind.OUTER_FMA:
+            a, b, c = views
+            assert isinstance(a, MemView) and isinstance(b, MemView) and isinstance(c, RegView)
+            mr, nr = spec.operands[2].shape
+            nb = -(-nr // F32_LANES)
+            return mac.outer_fma(
+                c.name,
+                mr,
+                nb,
+                b.ptr,
+                b.dtype == Dtype.BF16,
+                nr - F32_LANES * (nb - 1),
+                [a.value(i, 0) for i in range(mr)],
+            )
+        case KernelKind.DOT:
+            return _dot(kernel, spec, views)
+        case KernelKind.ZERO_VRF:
+            (c,) = views
+            assert isinstance(c, RegView)
+            mr, nr = spec.operands[0].shape
+            return mac.zero_vrf(c.name, mr, -(-nr // F32_LANES))
+        case KernelKind.ZERO_MEM:
+            (c,) = views
+            assert isinstance(c, MemView)
+            rows, cols = spec.operands[0].shape
+            return mac.zero_mem(rows, cols, c.elem("i", "j"))
+        case KernelKind.LOAD_VRF | KernelKind.STORE_VRF:
+            loading = kernel.kind == KernelKind.LOAD_VRF
+            mem, reg = views if loading else views[::-1]
+            assert isinstance(mem, MemView) and isinstance(reg, RegView)
+            mr, nr = spec.operands[0].shape
+            nb = -(-nr // F32_LANES)
+            macro = mac.load_vrf if loading else mac.store_vrf
+            return macro(
+                reg.name,
+                mr,
+                nb,
+                nr - F32_LANES * (nb - 1),
+                [mem.at(i, 0) for i in range(mr)],
+                isinstance(mem.layout, RowMajor),
+                [[mem.elem(i, j) for j in range(nr)] for i in range(mr)],
+            )
+        case KernelKind.COPY:
+            src, dst = views
+            assert isinstance(src, MemView) and isinstance(dst, MemView)
+            rows, cols = spec.operands[0].shape
+            value = src.value("i", "j") if dst.dtype == Dtype.F32 else src.elem("i", "j")
+            fast = None
+            if (
+                isinstance(dst.layout, EvenOdd)
+                and isinstance(src.layout, RowMajor)
+                and (src.dtype == Dtype.BF16)
+            ):
+                fast = {"src_row": src.at("i", 0), "dst_row": dst.at("i", 0)}
+            return mac.copy(rows, cols, dst.elem("i", "j"), value, fast)
+        case KernelKind.SCALAR_FMA:
+            a, b, c = views
+            assert isinstance(a, MemView) and isinstance(b, MemView) and isinstance(c, MemView)
+            return mac.scalar_fma(c.elem(0, 0), a.value(0, 0), b.value(0, 0))
+    raise AssertionError(kernel)
+
+
+def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
+    a, b, c = views
+    assert isinstance(a, MemView) and isinstance(b, MemView) and isinstance(c, MemView)
+    mr, k, nr = spec.mkn
+    tail_a = (
+        "ar[(kk & ~15) + (kk & 1) * 8 + ((kk & 15) >> 1)]" if a.layout == EVEN_ODD else "ar[kk]"
+    )
+    if a.dtype == Dtype.BF16:
+        tail_a = f"detail::bf16_to_f32({tail_a})"
+    tail_b = "detail::bf16_to_f32(br[kk])" if b.dtype == Dtype.BF16 else "br[kk]"
+    outputs = [
+        {
+            "a_row": a.at(i, 0),
+            "b_row": b.at(0, j),
+            "a_type": a.dtype.c_type,
+            "b_type": b.dtype.c_type,
+            "c_elem": c.elem(i, j),
+            "a_elem": tail_a,
+            "b_elem": tail_b,
+        }
+        for i in range(mr)
+        for j in range(nr)
+    ]
+    assert kernel.mode is not None
+    return _macros().dot(kernel.mode.value, k, kernel.unroll, outputs, spec.op == Op.MATMUL)
+
+
+def render_body(program: Program, threads: int) -> str:
+    spec = program.spec
+    views = tuple(
+        MemView(name, t.layout, t.layout.dense_ld(t.shape), t.dtype)
+        for name, t in zip("abc", spec.operands, strict=True)
+    )
+    return "\n".join(_indent(_Emitter(threads).emit(program, views)))
+
+
+def contract(spec: Spec) -> str:
+    m, k, n = spec.mkn
+    a, b, c = spec.operands
+    op = "+=" if spec.op == Op.MATMUL_ACCUM else "="
+    return (
+        f"C[{m}x{n}] {op} A[{m}x{k}] · B[{k}x{n}]; A {a.dtype.value} {a.layout}, "
+        f"B {b.dtype.value} {b.layout}, C {c.dtype.value} {c.layout}"
+    )
+
+
+def render_header(program: Program, name: str, *, threads: int = 1) -> str:
+    if not name.isidentifier():
+        raise ValueError(f"kernel name {name!r} is not a C++ identifier")
+    spec = program.spec
+    a, b, _ = spec.operands
+    return (
+        _env()
+        .get_template("header.hpp.j2")
+        .render(
+            version=__version__,
+            name=name,
+            spec=str(spec),
+            cost=f"{program.cost:,.0f}",
+            threads=threads,
+            tree=program.render_tree().splitlines(),
+            contract=contract(spec),
+            a_type=a.dtype.c_type,
+            b_type=b.dtype.c_type,
+            body=render_body(program, threads),
+        )
+    )
+
+
+__all__ = ["render_header", "replace"]

@@ -1,0 +1,174 @@
+"""The affine cost model: every constant the search weighs programs by, and why.
+
+Units are approximate core cycles. A program's cost is built bottom-up: a kernel costs
+what its formula says (compute throughput bounds, plus the cache lines it touches priced
+by the level they come from); a loop costs its trip count times its body plus a small
+per-iteration overhead; a parallel loop divides the trips among threads and pays a
+dispatch overhead; a move costs by the lines moved and the level they come from.
+
+The constants describe a Zen 4 / Skylake class core; later calibration may fit them to
+the host. Exactness of the search does not depend on their values, only its taste.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from morello.kernels import DotMode, Kernel, KernelKind
+from morello.layout import EVEN_ODD_BLOCK, ColMajor, EvenOdd, RowMajor
+from morello.rewrites import Action, Dim, Promote, Tile
+from morello.spec import Spec, TensorSpec
+from morello.target import F32_LANES, Level
+
+FMA_PER_CYCLE = 2  # two 256-bit FMA pipes
+FMA_LATENCY = 4  # cycles before an accumulator can be used again
+LOADS_PER_CYCLE = 2  # vector or broadcast loads from L1
+VECTOR_OPS_PER_CYCLE = 3  # shifts, masks and FMAs share three vector ports
+HSUM_CYCLES = 8  # reduce one 8-lane accumulator pair to a scalar and add it to C
+SCALAR_FMA_CYCLES = FMA_LATENCY  # a scalar multiply-add chain runs at latency
+
+# Price of touching one cache line that lives at a level. DRAM streams about 25 GB/s to
+# one core, ~7 bytes a cycle: ~9 cycles a line. L2 hits are pipelined and prefetched;
+# L1 and register traffic is already counted in the port throughput above.
+LINE_CYCLES = {Level.GL: 10.0, Level.L2: 2.0, Level.L1: 0.0, Level.RF: 0.0, Level.VRF: 0.0}
+# Each separate run of lines read from DRAM restarts the hardware prefetcher, which then
+# waits most of a DRAM latency (~100 ns) before it streams: reading a matrix in strided
+# pieces is measurably slower than reading it front to back.
+STREAM_START_CYCLES = {Level.GL: 200.0}
+COPY_CYCLES_PER_VECTOR = 1.0  # a load and a store per 32 bytes when the copy vectorizes
+COPY_CYCLES_PER_ELEMENT = 1.0  # a copy that changes layout goes element by element
+
+LOOP_ITERATION_CYCLES = 1.0  # increment, compare, branch; usually hidden, never free
+PARALLEL_DISPATCH_CYCLES = 4000.0  # waking pool threads and joining them (~1-2 µs)
+PARALLEL_TASK_CYCLES = 100.0  # handing one task to a thread
+
+
+def line_cost(t: TensorSpec) -> float:
+    runs = 1 if t.contiguous else _runs(t)
+    return t.lines() * LINE_CYCLES[t.level] + runs * STREAM_START_CYCLES.get(t.level, 0.0)
+
+
+def _runs(t: TensorSpec) -> int:
+    """Separate contiguous pieces of a strided tile: its rows, or its columns if col-major."""
+    return t.shape[1] if isinstance(t.layout, ColMajor) else t.shape[0]
+
+
+def kernel_cost(kernel: Kernel, spec: Spec) -> float:
+    match kernel.kind:
+        case KernelKind.OUTER_FMA:
+            return _outer_fma(spec)
+        case KernelKind.DOT:
+            return _dot(spec, kernel)
+        case KernelKind.ZERO_VRF:
+            return spec.operands[0].registers / VECTOR_OPS_PER_CYCLE
+        case KernelKind.ZERO_MEM:
+            (c,) = spec.operands
+            return _vectors(c) * COPY_CYCLES_PER_VECTOR + line_cost(c)
+        case KernelKind.LOAD_VRF | KernelKind.STORE_VRF:
+            mem = next(t for t in spec.operands if not t.level.is_register)
+            per = _vectors(mem) if isinstance(mem.layout, RowMajor) else _elems(mem)
+            return per * COPY_CYCLES_PER_VECTOR + line_cost(mem)
+        case KernelKind.COPY:
+            src, dst = spec.operands
+            same_order = type(src.layout) is type(dst.layout) and src.dtype == dst.dtype
+            moved = _vectors(src) * COPY_CYCLES_PER_VECTOR
+            if not same_order:
+                moved = _elems(src) * COPY_CYCLES_PER_ELEMENT
+            if _is_even_odd_widening(src, dst):
+                moved = 4 * math.ceil(src.shape[0] * src.shape[1] / EVEN_ODD_BLOCK)
+            return moved + line_cost(src) + line_cost(dst)
+        case KernelKind.SCALAR_FMA:
+            return SCALAR_FMA_CYCLES + sum(line_cost(t) for t in spec.operands)
+    raise AssertionError(kernel)
+
+
+def _elems(t: TensorSpec) -> int:
+    return t.shape[0] * t.shape[1]
+
+
+def _vectors(t: TensorSpec) -> int:
+    return math.ceil(_elems(t) * t.dtype.size / 32)
+
+
+def _is_even_odd_widening(src: TensorSpec, dst: TensorSpec) -> bool:
+    return (
+        isinstance(dst.layout, EvenOdd)
+        and isinstance(src.layout, RowMajor)
+        and src.dtype != dst.dtype
+    )
+
+
+def _throughput(fmas: float, loads: float, alu: float, chains_latency: bool = True) -> float:
+    bound = max(fmas / FMA_PER_CYCLE, loads / LOADS_PER_CYCLE, (fmas + alu) / VECTOR_OPS_PER_CYCLE)
+    return max(bound, FMA_LATENCY) if chains_latency else bound
+
+
+def _outer_fma(spec: Spec) -> float:
+    a, b, c = spec.operands
+    mr, nr = c.shape
+    nb = math.ceil(nr / F32_LANES)
+    fmas = mr * nb
+    alu = (2 * nb if b.dtype.size == 2 else 0) + (mr if a.dtype.size == 2 else 0)
+    # Called once per k inside a loop: each accumulator is a dependency chain.
+    return _throughput(fmas, mr + nb, alu) + line_cost(a) + line_cost(b)
+
+
+def _dot(spec: Spec, kernel: Kernel) -> float:
+    a, b, c = spec.operands
+    mr, k, nr = spec.mkn
+    u = kernel.unroll
+    match kernel.mode:  # per block of 16 K-elements: loads and non-FMA vector operations
+        case DotMode.EVEN_ODD:
+            loads, alu = 3, 2
+        case DotMode.SPLIT_BOTH:
+            loads, alu = 2, 4
+        case DotMode.WIDEN_B:
+            loads, alu = 4, 5
+        case _:
+            loads, alu = 4, 0
+    steps, rest = divmod(k, EVEN_ODD_BLOCK * u)
+    blocks, tail = divmod(rest, EVEN_ODD_BLOCK)
+    per_output = (
+        steps * _throughput(2 * u, loads * u, alu * u)
+        + blocks * _throughput(2, loads, alu)
+        + tail * SCALAR_FMA_CYCLES
+        + HSUM_CYCLES
+    )
+    return mr * nr * per_output + line_cost(a) + line_cost(b) + line_cost(c)
+
+
+def loop_cost(trips: int, body: float, remainder: float | None, parallel_threads: int) -> float:
+    """``trips`` full-tile iterations of ``body``, then one remainder body if the tile does
+    not divide the dimension. A parallel loop runs its tasks on ``parallel_threads``."""
+    tasks = trips + (remainder is not None)
+    if parallel_threads > 1:
+        rounds = math.ceil(tasks / parallel_threads)
+        # The remainder task is the slowest of the last round only when it is alone in it.
+        per_round = max(body, remainder or 0.0)
+        return (
+            rounds * (per_round + LOOP_ITERATION_CYCLES)
+            + PARALLEL_DISPATCH_CYCLES
+            + tasks * PARALLEL_TASK_CYCLES
+        )
+    total = trips * (body + LOOP_ITERATION_CYCLES)
+    return total + (remainder or 0.0)
+
+
+def action_cost(
+    spec: Spec, action: Action, children: Sequence[Spec], costs: Sequence[float], threads: int
+) -> float:
+    """The cost of ``spec`` implemented by ``action`` given its children's costs."""
+    match action:
+        case Kernel():
+            return kernel_cost(action, spec)
+        case Tile(dim, size, parallel):
+            m, k, n = spec.mkn
+            extent = {Dim.M: m, Dim.N: n, Dim.K: k}[dim]
+            remainder = costs[1] if len(costs) > 1 else None
+            return loop_cost(extent // size, costs[0], remainder, threads if parallel else 1)
+        case Promote():
+            (child,) = children
+            moved = (t for t, u in zip(spec.operands, child.operands, strict=True) if t != u)
+            return sum(line_cost(t) for t in moved) + costs[0]
+    return sum(costs)

@@ -1,0 +1,124 @@
+"""The AVX2 microkernel catalogue: which Specs each kernel implements, and what it needs.
+
+A kernel is a leaf of a program. Its C++ text lives in ``templates/kernels.hpp.j2`` (one
+macro per family, parameterized by tile shape and dtypes) and its cost in ``cost.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from morello.dtypes import Dtype
+from morello.layout import ColMajor, EvenOdd, RowMajor
+from morello.spec import Op, Spec
+from morello.target import F32_LANES, Level
+
+
+class KernelKind(enum.Enum):
+    OUTER_FMA = "outer_fma"  # C[mr x nr] (registers) += A[mr x 1] · B[1 x nr]: broadcast + FMA
+    DOT = "dot"  # C[mr x nr] (+)= A[mr x K] · B[K x nr], B rows contiguous along K
+    ZERO_VRF = "zero_vrf"
+    ZERO_MEM = "zero_mem"
+    LOAD_VRF = "load_vrf"
+    STORE_VRF = "store_vrf"
+    COPY = "copy"  # into a new buffer: any layout to any layout, widening bf16 to f32
+    SCALAR_FMA = "scalar_fma"  # C[1x1] += A[1x1] · B[1x1]: the fallback for anything
+
+
+class DotMode(enum.Enum):
+    """How the dot kernel turns 16 K-elements of each operand into f32 vectors."""
+
+    EVEN_ODD = "even_odd"  # A f32 already in even/odd order; B bf16 split with shift and mask
+    SPLIT_BOTH = "split_both"  # A and B bf16, both split into even/odd halves on the fly
+    WIDEN_B = "widen_b"  # A f32 in order; B bf16 widened in order (zero-extend + shift)
+    F32 = "f32"  # A and B f32
+
+
+# The dot kernel finishes one output before the next, so each row of B is read as one
+# sequential stream (interleaving rows defeats the hardware prefetcher: measured at half
+# the bandwidth). Its K loop is unrolled by 1, 2 or 4 blocks of 16 with two accumulators
+# each (even and odd halves, or two 8-lane halves): up to eight FMA chains to cover latency.
+DOT_UNROLLS = (1, 2, 4)
+DOT_TEMPORARIES = 3  # raw B vector and its two f32 halves
+DOT_MAX_OUTPUTS = 8  # bounds code size: each output is an unrolled copy of the loop
+OUTER_FMA_TEMPORARIES = 1  # the broadcast of A
+
+
+@dataclass(frozen=True, slots=True)
+class Kernel:
+    kind: KernelKind
+    mode: DotMode | None = None
+    unroll: int = 1
+
+    def __str__(self) -> str:
+        if self.mode is None:
+            return self.kind.value
+        return f"{self.kind.value}[{self.mode.value}, unroll {self.unroll}]"
+
+
+def _in_memory(level: Level) -> bool:
+    return not level.is_register
+
+
+def dot_mode(a_dtype: Dtype, a_layout: object, b_dtype: Dtype) -> DotMode | None:
+    if isinstance(a_layout, EvenOdd):
+        return DotMode.EVEN_ODD if (a_dtype, b_dtype) == (Dtype.F32, Dtype.BF16) else None
+    if not isinstance(a_layout, RowMajor):
+        return None
+    return {
+        (Dtype.BF16, Dtype.BF16): DotMode.SPLIT_BOTH,
+        (Dtype.F32, Dtype.BF16): DotMode.WIDEN_B,
+        (Dtype.F32, Dtype.F32): DotMode.F32,
+    }.get((a_dtype, b_dtype))
+
+
+def kernels_for(spec: Spec) -> list[Kernel]:
+    """Every kernel whose preconditions ``spec`` meets."""
+    match spec.op:
+        case Op.ZERO:
+            (c,) = spec.operands
+            if c.level == Level.VRF:
+                return [Kernel(KernelKind.ZERO_VRF)]
+            return [Kernel(KernelKind.ZERO_MEM)]
+        case Op.MOVE:
+            return _move_kernels(spec)
+    return _matmul_kernels(spec)
+
+
+def _move_kernels(spec: Spec) -> list[Kernel]:
+    src, dst = spec.operands
+    if dst.level == Level.VRF and _in_memory(src.level) and src.dtype == Dtype.F32:
+        return [Kernel(KernelKind.LOAD_VRF)]
+    if src.level == Level.VRF and _in_memory(dst.level) and dst.dtype == Dtype.F32:
+        return [Kernel(KernelKind.STORE_VRF)]
+    widens = (src.dtype, dst.dtype) == (Dtype.BF16, Dtype.F32)
+    if _in_memory(src.level) and _in_memory(dst.level) and (src.dtype == dst.dtype or widens):
+        return [Kernel(KernelKind.COPY)]
+    return []
+
+
+def _matmul_kernels(spec: Spec) -> list[Kernel]:
+    a, b, c = spec.operands
+    m, k, n = spec.mkn
+    found: list[Kernel] = []
+    if c.dtype != Dtype.F32 or not (_in_memory(a.level) and _in_memory(b.level)):
+        return found
+    accum = spec.op == Op.MATMUL_ACCUM
+    if (
+        accum
+        and k == 1
+        and c.level == Level.VRF
+        and isinstance(b.layout, RowMajor)
+        and -(-n // F32_LANES) + OUTER_FMA_TEMPORARIES <= spec.limits.vrf
+    ):
+        found.append(Kernel(KernelKind.OUTER_FMA))
+    if _in_memory(c.level) and isinstance(b.layout, ColMajor) and m * n <= DOT_MAX_OUTPUTS:
+        mode = dot_mode(a.dtype, a.layout, b.dtype)
+        if mode is not None:
+            for unroll in DOT_UNROLLS:
+                if 2 * unroll + DOT_TEMPORARIES <= spec.limits.vrf:
+                    found.append(Kernel(KernelKind.DOT, mode, unroll))
+    if accum and (m, k, n) == (1, 1, 1) and _in_memory(c.level):
+        found.append(Kernel(KernelKind.SCALAR_FMA))
+    return found

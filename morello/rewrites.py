@@ -1,0 +1,254 @@
+"""Rewrites: the ways a Spec decomposes into smaller Specs.
+
+Each action is a small immutable value; ``expand`` is a pure function from (Spec, action)
+to the sub-Specs it introduces, in program order. ``actions`` lists every rewrite that
+applies to a Spec. Nothing here knows costs: the search combines them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+from morello.dtypes import Dtype
+from morello.kernels import Kernel, kernels_for
+from morello.layout import CACHE_LINE, COL, EVEN_ODD, ROW, Layout, Packed
+from morello.spec import Op, Spec, TensorSpec
+from morello.target import Level, MemoryLimits
+
+A, B, C = 0, 1, 2
+
+
+class Dim(enum.Enum):
+    M = "m"
+    N = "n"
+    K = "k"
+
+
+@dataclass(frozen=True, slots=True)
+class Tile:
+    """Loop over tiles of ``size`` along M or N (output tiling, serial or parallel), or K
+    (reduction split). A dimension the size does not divide gets a boundary tile."""
+
+    dim: Dim
+    size: int
+    parallel: bool = False
+
+    def __str__(self) -> str:
+        kind = "parallel tile" if self.parallel else ("split" if self.dim == Dim.K else "tile")
+        return f"{kind} {self.dim.value}={self.size}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToAccum:
+    """C = A·B becomes C = 0; C += A·B."""
+
+    def __str__(self) -> str:
+        return "to-accum"
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Copy an operand into a new buffer at a faster level, with a layout and a dtype of
+    its own: packing, permuting into even/odd order, widening bf16 to f32, or holding an
+    output tile in vector registers."""
+
+    operand: int
+    level: Level
+    layout: Layout
+    dtype: Dtype
+
+    def __str__(self) -> str:
+        return f"move {'ABC'[self.operand]} to {self.level} {self.dtype.value} {self.layout}"
+
+
+@dataclass(frozen=True, slots=True)
+class Promote:
+    """Operands whose tiles fit a cache level are served from it from here on: their lines
+    are fetched once, not at every touch below. Not a choice: in the cost model it never
+    costs more than leaving them, so it is the only rewrite of a Spec where it applies."""
+
+    def __str__(self) -> str:
+        return "resident"
+
+
+Action = Tile | ToAccum | Move | Promote | Kernel
+
+
+@lru_cache(maxsize=4096)
+def tile_sizes(extent: int, *, thirds: bool = True) -> tuple[int, ...]:
+    """Candidate tile sizes below ``extent``: powers of two and, for output dimensions,
+    three times powers of two (register blocks of 3 or 6 rows, of 3 vectors)."""
+    sizes = set()
+    p = 1
+    while p < extent:
+        sizes.add(p)
+        if thirds and 3 * p < extent:
+            sizes.add(3 * p)
+        p *= 2
+    return tuple(sorted(sizes))
+
+
+def _tile_operands(spec: Spec, dim: Dim, size: int, step: int) -> Spec | None:
+    a, b, c = spec.operands
+    m, k, n = spec.mkn
+    match dim:
+        case Dim.M:
+            new = (a.tile(size, k, k), b, c.tile(size, n, n))
+        case Dim.N:
+            new = (a, b.tile(k, size, step), c.tile(m, size, step))
+        case Dim.K:
+            new = (a.tile(m, size, step), b.tile(size, n, n), c)
+    if any(t is None for t in new):
+        return None
+    return replace(spec, operands=new)  # type: ignore[arg-type]
+
+
+def _extent(spec: Spec, dim: Dim) -> int:
+    m, k, n = spec.mkn
+    return {Dim.M: m, Dim.N: n, Dim.K: k}[dim]
+
+
+def expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
+    """The sub-Specs ``action`` decomposes ``spec`` into, or None if it cannot."""
+    children = _expand(spec, action)
+    return None if children is None else tuple(_canonical(c) for c in children)
+
+
+def _canonical(spec: Spec) -> Spec:
+    """Cap the cache budgets at what the Spec's subtree could ever allocate, so that Specs
+    reached with more room than they can use share one memo entry."""
+    if not spec.is_matmul:
+        return spec
+    l1_need = l2_need = 0
+    for index, t in enumerate(spec.operands):
+        if t.level.is_register:
+            continue
+        l1_need += footprint(t) if t.level < Level.L1 else 0
+        l2_need += footprint(t) if t.level < Level.L2 else 0
+        if index != C and not t.owned:  # at most one copy of each input on a path
+            l1_need += t.shape[0] * -(-t.shape[1] // 16) * 16 * Dtype.F32.size
+    limits = spec.limits
+    capped = MemoryLimits(
+        limits.vrf, min(limits.l1, _ceil_pow2(l1_need)), min(limits.l2, _ceil_pow2(l2_need))
+    )
+    return spec if capped == limits else replace(spec, limits=capped)
+
+
+def _ceil_pow2(x: int) -> int:
+    return 1 << max(0, x - 1).bit_length()
+
+
+def _expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
+    match action:
+        case Kernel():
+            return ()
+        case Tile(dim, size, parallel):
+            full = _tile_operands(spec, dim, size, size)
+            if full is None:
+                return None
+            if parallel:
+                full = replace(full, serial=True)
+            rem = _extent(spec, dim) % size
+            if not rem:
+                return (full,)
+            boundary = _tile_operands(spec, dim, rem, size)
+            if boundary is None:
+                return None
+            return (full, replace(boundary, serial=full.serial))
+        case ToAccum():
+            c = spec.operands[C]
+            zero = Spec(Op.ZERO, (c,), spec.limits, spec.serial)
+            return (zero, replace(spec, op=Op.MATMUL_ACCUM))
+        case Promote():
+            promoted = promotion(spec)
+            return None if promoted is None else (promoted,)
+        case Move(index, level, layout, dtype):
+            t = spec.operands[index]
+            new = TensorSpec(
+                t.shape, dtype, layout, level, contiguous=True, aligned=True, owned=True
+            )
+            amount = new.registers if level == Level.VRF else new.bytes
+            body = replace(spec.with_operand(index, new), limits=spec.limits.minus(level, amount))
+            steps = []
+            if index != C or spec.op == Op.MATMUL_ACCUM:
+                steps.append(Spec(Op.MOVE, (t, new), body.limits, spec.serial))
+            steps.append(body)
+            if index == C:
+                steps.append(Spec(Op.MOVE, (new, t), body.limits, spec.serial))
+            return tuple(steps)
+    raise AssertionError(action)
+
+
+def actions(spec: Spec, threads: int) -> Iterator[Action]:
+    """Every rewrite applicable to ``spec``; ``expand`` may still refuse a tiling that the
+    operands' layouts cannot express."""
+    if not spec.is_matmul:
+        yield from kernels_for(spec)
+        return
+    if promotion(spec) is not None:
+        yield Promote()
+        return
+    yield from kernels_for(spec)
+    if spec.op == Op.MATMUL:
+        yield ToAccum()
+    c = spec.operands[C]
+    m, k, n = spec.mkn
+    if c.level != Level.VRF:
+        for dim, extent in ((Dim.M, m), (Dim.N, n)):
+            for size in tile_sizes(extent):
+                yield Tile(dim, size)
+                if threads > 1 and not spec.serial:
+                    yield Tile(dim, size, parallel=True)
+    if spec.op == Op.MATMUL_ACCUM:
+        for size in tile_sizes(k, thirds=False):
+            yield Tile(Dim.K, size)
+    yield from _moves(spec)
+
+
+def footprint(t: TensorSpec) -> int:
+    """Bytes of cache a tile occupies: whole lines."""
+    return t.lines() * CACHE_LINE
+
+
+def promotion(spec: Spec) -> Spec | None:
+    """``spec`` with every operand that fits a faster cache moved there, smallest first,
+    or None if nothing moves. Registers are never promoted into: that takes a Move."""
+    operands = list(spec.operands)
+    limits = spec.limits
+    for level in (Level.L1, Level.L2):
+        for index in sorted(range(len(operands)), key=lambda i: footprint(operands[i])):
+            t = operands[index]
+            if t.level < level and footprint(t) <= limits.capacity(level):
+                limits = limits.minus(level, footprint(t))
+                operands[index] = replace(t, level=level)
+    if limits == spec.limits:
+        return None
+    return replace(spec, operands=tuple(operands), limits=limits)
+
+
+def _moves(spec: Spec) -> Iterator[Move]:
+    room = spec.limits.capacity(Level.L1)
+    for index in (A, B):
+        t = spec.operands[index]
+        if t.owned:
+            continue  # a buffer this program made: copy from the caller's tensor instead
+        for layout in _copy_layouts(index, t):
+            for dtype in (t.dtype,) if t.dtype == Dtype.F32 else (t.dtype, Dtype.F32):
+                changes = type(layout) is not type(t.layout) or dtype != t.dtype
+                if layout is EVEN_ODD and dtype != Dtype.F32:
+                    continue
+                new = TensorSpec(t.shape, dtype, layout, Level.L1)
+                if (changes or not t.contiguous) and new.bytes <= room:
+                    yield Move(index, Level.L1, layout, dtype)
+    c = spec.operands[C]
+    if c.level != Level.VRF and c.dtype == Dtype.F32 and c.registers <= spec.limits.vrf:
+        yield Move(C, Level.VRF, ROW, Dtype.F32)
+
+
+def _copy_layouts(index: int, t: TensorSpec) -> tuple[Layout, ...]:
+    if index == A:
+        return (ROW, COL, EVEN_ODD)
+    return (ROW, COL, Packed(16)) if t.shape[1] > 16 else (ROW, COL)

@@ -1,0 +1,94 @@
+"""Exact dynamic programming over the rewrite space.
+
+The optimum of a Spec is the cheapest, over every applicable rewrite, of the rewrite's
+cost composed from the optima of its sub-Specs. Sub-Specs recur across rewrites and
+across Specs, so each is solved once and memoized.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from morello.cost import action_cost
+from morello.memo import InMemoryMemo, Memo, Solution
+from morello.program import Program
+from morello.rewrites import _canonical, actions, expand
+from morello.spec import Spec, SpecError
+
+NO_PROGRAM = Solution(None, math.inf)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchStats:
+    specs_solved: int
+    seconds: float
+
+
+class Search:
+    def __init__(
+        self,
+        threads: int = 1,
+        memo: Memo | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.threads = threads
+        self.memo: Memo = memo if memo is not None else InMemoryMemo()
+        self.solved = 0
+        self._progress = progress
+
+    def solve(self, spec: Spec) -> Solution:
+        hit = self.memo.get(spec, self.threads)
+        if hit is not None:
+            return hit
+        best = NO_PROGRAM
+        for action in actions(spec, self.threads):
+            children = expand(spec, action)
+            if children is None:
+                continue
+            costs = []
+            for child in children:
+                sol = self.solve(child)
+                if sol.action is None:
+                    break
+                costs.append(sol.cost)
+            else:
+                cost = action_cost(spec, action, children, costs, self.threads)
+                if cost < best.cost:
+                    best = Solution(action, cost)
+        self.memo.put(spec, self.threads, best)
+        self.solved += 1
+        if self._progress is not None and self.solved % 1000 == 0:
+            self._progress(self.solved)
+        return best
+
+    def program(self, spec: Spec) -> Program:
+        """The optimal program for ``spec``: the memoized actions, re-expanded."""
+        sol = self.solve(spec)
+        if sol.action is None:
+            raise SpecError(f"no program implements {spec}: no kernel path for these dtypes")
+        children = expand(spec, sol.action)
+        assert children is not None
+        return Program(spec, sol.action, tuple(self.program(c) for c in children), sol.cost)
+
+
+def synthesize(
+    spec: Spec,
+    *,
+    threads: int = 1,
+    memo: Memo | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Program, SearchStats]:
+    """Find the cheapest program for ``spec`` in the rewrite space."""
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old_limit, 20_000))
+    start = time.perf_counter()
+    search = Search(threads, memo, progress)
+    try:
+        program = search.program(_canonical(spec))
+    finally:
+        sys.setrecursionlimit(old_limit)
+    return program, SearchStats(search.solved, time.perf_counter() - start)

@@ -1,0 +1,139 @@
+"""The Spec language: what a (sub)program must compute, not how.
+
+A Spec is an operation applied to tensor specs, with the memory it may still allocate
+and whether it must run serially. Specs are immutable values: the search memoizes on
+them, so two paths to the same sub-problem share one solution.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from morello.dtypes import Dtype
+from morello.layout import ROW, Layout
+from morello.target import AVX2_LIMITS, F32_LANES, Level, MemoryLimits
+
+
+class Op(enum.Enum):
+    MATMUL = "Matmul"  # C = A·B
+    MATMUL_ACCUM = "MatmulAccum"  # C += A·B
+    ZERO = "Zero"  # C = 0
+    MOVE = "Move"  # dst = src, across levels and layouts; widens bf16 to f32
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """A 2-D operand as the Spec sees it: which buffer holds it is the code generator's
+    business; the Spec knows only what the choice of program depends on."""
+
+    shape: tuple[int, int]
+    dtype: Dtype
+    layout: Layout
+    level: Level
+    contiguous: bool = True  # the tile is one dense run of its buffer
+    aligned: bool = False  # starts on a 32-byte boundary (buffers we allocate do)
+    owned: bool = False  # a buffer the program allocated, not the caller's tensor
+
+    @property
+    def vector_lanes(self) -> int:
+        """Lanes per vector register for a register-resident operand, else 0."""
+        return F32_LANES if self.level == Level.VRF else 0
+
+    @property
+    def registers(self) -> int:
+        rows, cols = self.shape
+        return rows * -(-cols // F32_LANES)
+
+    @property
+    def bytes(self) -> int:
+        return self.layout.buffer_elems(self.shape) * self.dtype.size
+
+    def lines(self) -> int:
+        """Cache lines the tile spans, estimated from its layout and shape."""
+        return self.layout.lines(self.shape, self.dtype.size, self.contiguous)
+
+    def tile(self, rows: int, cols: int, col_step: int) -> TensorSpec | None:
+        """The spec of a rows x cols tile at a multiple of ``col_step`` columns, or None when
+        the layout cannot express such a tile by a pointer offset."""
+        if (rows, cols) == self.shape:
+            return self
+        layout = self.layout.tile(col_step, cols)
+        if layout is None:
+            return None
+        shape = (rows, cols)
+        contiguous = self.layout.one_run(shape) or (
+            self.contiguous and self.layout.contiguous_tile(shape, self.shape)
+        )
+        return TensorSpec(shape, self.dtype, layout, self.level, contiguous, False, self.owned)
+
+    def __str__(self) -> str:
+        rows, cols = self.shape
+        flags = "" if self.contiguous else " strided"
+        return f"{rows}x{cols} {self.dtype.value} {self.level} {self.layout}{flags}"
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """Operands: (A, B, C) for the matmuls, (C,) for Zero, (src, dst) for Move."""
+
+    op: Op
+    operands: tuple[TensorSpec, ...]
+    limits: MemoryLimits
+    serial: bool
+
+    @property
+    def mkn(self) -> tuple[int, int, int]:
+        a, _, c = self.operands
+        return c.shape[0], a.shape[1], c.shape[1]
+
+    @property
+    def is_matmul(self) -> bool:
+        return self.op in (Op.MATMUL, Op.MATMUL_ACCUM)
+
+    def with_operand(self, index: int, operand: TensorSpec) -> Spec:
+        ops = list(self.operands)
+        ops[index] = operand
+        return replace(self, operands=tuple(ops))
+
+    def __str__(self) -> str:
+        if self.is_matmul:
+            m, k, n = self.mkn
+            a, b, c = self.operands
+            body = f"{m}x{k}x{n}, A {a}, B {b}, C {c}"
+        else:
+            body = ", ".join(str(t) for t in self.operands)
+        return f"{self.op.value}({body}{', serial' if self.serial else ''})"
+
+
+class SpecError(ValueError):
+    """A Spec a user asked for that cannot exist or has no kernel path."""
+
+
+def matmul_spec(
+    m: int,
+    k: int,
+    n: int,
+    dtypes: tuple[Dtype, Dtype, Dtype],
+    layouts: tuple[Layout, Layout, Layout] = (ROW, ROW, ROW),
+    *,
+    accumulate: bool = False,
+    threads: int = 1,
+) -> Spec:
+    """The Spec of the public contract: operands dense in the caller's memory."""
+    for name, size in (("M", m), ("K", k), ("N", n)):
+        if size <= 0:
+            raise SpecError(f"dimension {name} must be positive, got {size}")
+    if threads < 1:
+        raise SpecError(f"threads must be at least 1, got {threads}")
+    if dtypes[2] != Dtype.F32:
+        raise SpecError(
+            f"no kernel path for C of dtype {dtypes[2].value}: results are accumulated "
+            "and stored in f32 (use --dtypes A,B,f32)"
+        )
+    shapes = ((m, k), (k, n), (m, n))
+    operands = tuple(
+        TensorSpec(s, d, lay, Level.GL) for s, d, lay in zip(shapes, dtypes, layouts, strict=True)
+    )
+    op = Op.MATMUL_ACCUM if accumulate else Op.MATMUL
+    return Spec(op, operands, AVX2_LIMITS, serial=threads == 1)

@@ -1,0 +1,78 @@
+"""The AVX2 target: its memory levels and their capacities.
+
+Levels are ordered from slowest to fastest. GL is the caller's memory. L2 and L1 are the
+caches: an operand "in L1" is one the program has made resident there, either by copying
+it into a buffer of that size (which may change its layout or widen its dtype) or by
+touching a tile small enough to stay there. RF and VRF are the general and the 256-bit
+vector registers; their capacity is counted in registers, the caches' in bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Level(enum.IntEnum):
+    GL = 0
+    L2 = 1
+    L1 = 2
+    RF = 3
+    VRF = 4
+
+    @property
+    def is_register(self) -> bool:
+        return self >= Level.RF
+
+    def __str__(self) -> str:
+        return self.name
+
+
+VECTOR_BYTES = 32  # one AVX2 register
+F32_LANES = VECTOR_BYTES // 4
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryLimits:
+    """What a Spec may still allocate: vector registers, and bytes of L1 and L2.
+
+    Cache budgets are rounded down to powers of two so that Specs reached through
+    different allocations share memo entries; that only ever under-uses a cache.
+    """
+
+    vrf: int
+    l1: int
+    l2: int
+
+    def quantized(self) -> MemoryLimits:
+        return MemoryLimits(self.vrf, _floor_pow2(self.l1), _floor_pow2(self.l2))
+
+    def capacity(self, level: Level) -> int:
+        match level:
+            case Level.VRF:
+                return self.vrf
+            case Level.L1:
+                return self.l1
+            case Level.L2:
+                return self.l2
+        raise ValueError(f"level {level} has no allocation budget")
+
+    def minus(self, level: Level, amount: int) -> MemoryLimits:
+        match level:
+            case Level.VRF:
+                return MemoryLimits(self.vrf - amount, self.l1, self.l2)
+            case Level.L1:
+                return MemoryLimits(self.vrf, self.l1 - amount, self.l2).quantized()
+            case Level.L2:
+                return MemoryLimits(self.vrf, self.l1, self.l2 - amount).quantized()
+        raise ValueError(f"level {level} has no allocation budget")
+
+
+def _floor_pow2(x: int) -> int:
+    return 0 if x <= 0 else 1 << (x.bit_length() - 1)
+
+
+# Zen 4 / Skylake class cores: 32 KiB L1d and 1-2 MiB L2 per core. The L2 budget is half
+# of the smaller L2 so that what the program does not model (stack, streams) keeps a share.
+AVX2_LIMITS = MemoryLimits(vrf=16, l1=32 * 1024, l2=512 * 1024)
+GENERAL_REGISTERS = 16

@@ -1,0 +1,59 @@
+"""The kernels the numerical tests synthesize, compile once and check against numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    shape: tuple[int, int, int]
+    dtypes: tuple[str, str, str]
+    b_layout: str = "row"
+    accumulate: bool = False
+    threads: int = 1
+
+    @property
+    def name(self) -> str:
+        m, k, n = self.shape
+        a, b, _ = self.dtypes
+        acc = "_acc" if self.accumulate else ""
+        return f"mm_{m}x{k}x{n}_{a}_{b}_{self.b_layout}{acc}_t{self.threads}"
+
+    @property
+    def layouts(self) -> str:
+        return f"row,{self.b_layout},row"
+
+
+F32 = ("f32", "f32", "f32")
+BF16 = ("bf16", "bf16", "f32")
+
+CASES: tuple[Case, ...] = (
+    # Every M the issue names, both dtypes, both B layouts, K and N powers of two.
+    *(
+        Case((m, 64, 32), dt, lay)
+        for m in (1, 2, 3, 4, 7, 16)
+        for dt in (F32, BF16)
+        for lay in ("row", "col")
+    ),
+    # Ragged K and N: boundary tiles and scalar tails everywhere.
+    Case((1, 1000, 3000), BF16, "col"),
+    Case((1, 1000, 3000), F32, "row"),
+    Case((3, 100, 70), F32, "row"),
+    Case((7, 33, 45), BF16, "row"),
+    Case((2, 50, 9), BF16, "col"),
+    # Accumulate.
+    Case((4, 64, 32), F32, "row", accumulate=True),
+    Case((1, 256, 64), BF16, "col", accumulate=True),
+    Case((16, 40, 24), BF16, "row", accumulate=True),
+    # Mixed dtypes: an f32 activation against bf16 weights, and the reverse.
+    Case((1, 256, 96), ("f32", "bf16", "f32"), "col"),
+    Case((4, 64, 48), ("bf16", "f32", "f32"), "row"),
+    # Two threads through the parallel-for hook.
+    Case((16, 64, 128), F32, "row", threads=2),
+    Case((1, 512, 1000), BF16, "col", threads=2),
+    Case((7, 96, 40), BF16, "col", accumulate=True, threads=2),
+    # The seed: Gemma 2B's FFW gating projection, one token of decode.
+    Case((1, 2048, 16384), BF16, "col"),
+    Case((1, 2048, 16384), BF16, "col", threads=2),
+)

@@ -1,0 +1,93 @@
+"""Every generated kernel against numpy, in float64 from the exact input values.
+
+Tolerance. Inputs are exact (bf16 values are exactly representable in f32, and products
+of two bf16 are exact in f32); the kernel's only error is f32 rounding of products (f32
+inputs) and of the running sums. Whatever the summation order, each output then satisfies
+|c - ref| <= (K + 2) * u * (sum_k |a_ik * b_kj| + |c0_ij|), with u = 2^-24 the unit
+roundoff of f32 (Higham, Accuracy and Stability of Numerical Algorithms, 3.1 and 4.2).
+A second check uses small integers, for which every step is exact: any dropped,
+repeated or misplaced term shows as an exact mismatch.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from .kernel_cases import CASES, Case
+
+U_F32 = 2.0**-24
+NP_DTYPES = {"f32": np.float32, "bf16": ml_dtypes.bfloat16}
+
+
+def _operands(case: Case, rng: np.random.Generator, integers: bool):
+    m, k, n = case.shape
+
+    def draw(shape, dtype):
+        if integers:
+            values = rng.integers(-3, 4, size=shape).astype(np.float64)
+        else:
+            values = rng.standard_normal(shape)
+        return values.astype(NP_DTYPES[dtype])
+
+    a = draw((m, k), case.dtypes[0])
+    b = draw((k, n), case.dtypes[1])
+    c0 = draw((m, n), "f32") if case.accumulate else np.full((m, n), np.nan, np.float32)
+    return a, b, c0
+
+
+def _raw(x: np.ndarray) -> np.ndarray:
+    """What the C++ side sees: f32 as float, bf16 as its raw uint16 bits."""
+    return np.ascontiguousarray(x.view(np.uint16) if x.dtype == ml_dtypes.bfloat16 else x)
+
+
+def _run(fn, case: Case, a, b, c0) -> np.ndarray:
+    b_mem = b.T if case.b_layout == "col" else b  # col: N rows of K values
+    c = np.ascontiguousarray(c0.copy())
+    fn(_raw(a), _raw(np.ascontiguousarray(b_mem)), c)
+    return c
+
+
+def _reference(case: Case, a, b, c0):
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    ref = a64 @ b64
+    magnitude = np.abs(a64) @ np.abs(b64)
+    if case.accumulate:
+        ref = ref + c0
+        magnitude = magnitude + np.abs(c0.astype(np.float64))
+    return ref, magnitude
+
+
+def _variants(compiled, case: Case):
+    yield getattr(compiled, case.name)
+    if case.threads > 1:
+        yield getattr(compiled, case.name + "_host_pool")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_random_within_derived_tolerance(compiled, case: Case) -> None:
+    rng = np.random.default_rng(zlib.crc32(case.name.encode()))
+    a, b, c0 = _operands(case, rng, integers=False)
+    ref, magnitude = _reference(case, a, b, c0)
+    tol = (case.shape[1] + 2) * U_F32 * magnitude
+    for fn in _variants(compiled, case):
+        got = _run(fn, case, a, b, c0).astype(np.float64)
+        err = np.abs(got - ref)
+        worst = np.unravel_index(np.argmax(err - tol), err.shape)
+        assert np.all(err <= tol), (
+            f"{case.name}: |err| {err[worst]:.3g} > tol {tol[worst]:.3g} at {worst}"
+        )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_small_integers_exact(compiled, case: Case) -> None:
+    rng = np.random.default_rng(7)
+    a, b, c0 = _operands(case, rng, integers=True)
+    ref, _ = _reference(case, a, b, c0)
+    for fn in _variants(compiled, case):
+        got = _run(fn, case, a, b, c0)
+        mismatch = np.argwhere(got != ref)
+        assert mismatch.size == 0, f"{case.name}: {len(mismatch)} wrong, first at {mismatch[0]}"
