@@ -77,6 +77,9 @@ class Promote:
 Action = Tile | ToAccum | Move | Promote | Kernel
 
 
+MAX_THIRDS_TILE = 48  # beyond register blocks, powers of two serve caches as well
+
+
 @lru_cache(maxsize=4096)
 def tile_sizes(extent: int, *, thirds: bool = True) -> tuple[int, ...]:
     """Candidate tile sizes below ``extent``: powers of two and, for output dimensions,
@@ -85,7 +88,7 @@ def tile_sizes(extent: int, *, thirds: bool = True) -> tuple[int, ...]:
     p = 1
     while p < extent:
         sizes.add(p)
-        if thirds and 3 * p < extent:
+        if thirds and 3 * p < min(extent, MAX_THIRDS_TILE):
             sizes.add(3 * p)
         p *= 2
     return tuple(sorted(sizes))
@@ -128,7 +131,7 @@ def _canonical(spec: Spec) -> Spec:
             continue
         l1_need += footprint(t) if t.level < Level.L1 else 0
         l2_need += footprint(t) if t.level < Level.L2 else 0
-        if index != C and not t.owned:  # at most one copy of each input on a path
+        if index != C and not t.owned and t.level < Level.L1:  # one copy per input per path
             l1_need += t.shape[0] * -(-t.shape[1] // 16) * 16 * Dtype.F32.size
     limits = spec.limits
     capped = MemoryLimits(
@@ -214,17 +217,26 @@ def footprint(t: TensorSpec) -> int:
 
 
 def promotion(spec: Spec) -> Spec | None:
-    """``spec`` with every operand that fits a faster cache moved there, smallest first,
-    or None if nothing moves. Registers are never promoted into: that takes a Move."""
+    """``spec`` with its operands moved to the caches they fit, or None if nothing moves.
+
+    L1 takes the whole working set or nothing: a tile that fits only beside nothing else
+    would be evicted by the others' traffic. L2 takes operands one by one, smallest first.
+    Registers are never promoted into: that takes a Move.
+    """
     operands = list(spec.operands)
     limits = spec.limits
-    for level in (Level.L1, Level.L2):
-        for index in sorted(range(len(operands)), key=lambda i: footprint(operands[i])):
-            t = operands[index]
-            if t.level < level and footprint(t) <= limits.capacity(level):
-                limits = limits.minus(level, footprint(t))
-                operands[index] = replace(t, level=level)
-    if limits == spec.limits:
+    outside = [i for i, t in enumerate(operands) if t.level < Level.L1]
+    working_set = sum(footprint(operands[i]) for i in outside)
+    if outside and working_set <= limits.l1:
+        limits = limits.minus(Level.L1, working_set)
+        for i in outside:
+            operands[i] = replace(operands[i], level=Level.L1)
+    for index in sorted(range(len(operands)), key=lambda i: footprint(operands[i])):
+        t = operands[index]
+        if t.level < Level.L2 and footprint(t) <= limits.l2:
+            limits = limits.minus(Level.L2, footprint(t))
+            operands[index] = replace(t, level=Level.L2)
+    if operands == list(spec.operands):
         return None
     return replace(spec, operands=tuple(operands), limits=limits)
 
@@ -233,12 +245,15 @@ def _moves(spec: Spec) -> Iterator[Move]:
     room = spec.limits.capacity(Level.L1)
     for index in (A, B):
         t = spec.operands[index]
-        if t.owned:
-            continue  # a buffer this program made: copy from the caller's tensor instead
+        if t.owned or t.level >= Level.L1:
+            continue  # copy from the caller's tensor, and only what is not in L1 already
         for layout in _copy_layouts(index, t):
             for dtype in (t.dtype,) if t.dtype == Dtype.F32 else (t.dtype, Dtype.F32):
                 changes = type(layout) is not type(t.layout) or dtype != t.dtype
-                if layout is EVEN_ODD and dtype != Dtype.F32:
+                # Only the dot kernel reads even/odd A, and only against bf16 B.
+                if layout is EVEN_ODD and (
+                    dtype != Dtype.F32 or spec.operands[B].dtype != Dtype.BF16
+                ):
                     continue
                 new = TensorSpec(t.shape, dtype, layout, Level.L1)
                 if (changes or not t.contiguous) and new.bytes <= room:

@@ -1,0 +1,76 @@
+"""``morello bench``: the suite of synthesized kernels, timed against this machine's limits."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from morello.api import matmul_problem, synthesize_spec
+from morello.bench import BenchKernel, format_report, run_benchmarks
+from morello.memo import InMemoryMemo
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    label: str
+    shape: tuple[int, int, int]
+    dtypes: tuple[str, str, str]
+    b_col: bool
+    threads: int
+    bar: float  # the fraction of the machine limit this issue's bar asks for
+
+
+SUITE = (
+    Workload(
+        "seed 1x2048x16384 bf16, B col, 1 thread",
+        (1, 2048, 16384),
+        ("bf16", "bf16", "f32"),
+        True,
+        1,
+        0.80,
+    ),
+    Workload(
+        "seed 1x2048x16384 bf16, B col, 2 threads",
+        (1, 2048, 16384),
+        ("bf16", "bf16", "f32"),
+        True,
+        2,
+        0.80,
+    ),
+    Workload("f32 512x512x512, 1 thread", (512, 512, 512), ("f32", "f32", "f32"), False, 1, 0.50),
+)
+
+
+def _kernel(w: Workload, index: int, memo: InMemoryMemo) -> BenchKernel:
+    shape = "x".join(map(str, w.shape))
+    spec = matmul_problem(
+        shape, ",".join(w.dtypes), f"row,{'col' if w.b_col else 'row'},row", threads=w.threads
+    )
+    result = synthesize_spec(spec, threads=w.threads, memo=memo)
+    print(
+        f"  {w.label}: predicted {result.program.cost:,.0f}, "
+        f"{result.stats.specs_solved:,} Specs in {result.stats.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    name = f"bench_kernel_{index}"
+    m, k, n = w.shape
+    return BenchKernel(
+        w.label, result.to_header(name), name, m, k, n, *w.dtypes, b_col=w.b_col, threads=w.threads
+    )
+
+
+def run_suite(workdir: Path, *, quick: bool = False) -> int:
+    print("synthesizing:", file=sys.stderr)
+    memo = InMemoryMemo()
+    kernels = [_kernel(w, i, memo) for i, w in enumerate(SUITE)]
+    print("timing (all systems interleaved, round by round):", file=sys.stderr)
+    limits, results = run_benchmarks(
+        kernels,
+        workdir=workdir,
+        min_time_s=0.2 if quick else 0.5,
+        rounds=7 if quick else 15,
+        progress=lambda line: print(f"  {line}", file=sys.stderr),
+    )
+    print(format_report(limits, results))
+    return 0
