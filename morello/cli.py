@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -10,11 +11,18 @@ from pathlib import Path
 
 from morello import __version__
 from morello.api import matmul_problem, synthesize_spec
+from morello.codegen import check_name
 from morello.cpu import missing_features
 from morello.spec import SpecError
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Let a shape such as -4x8x16 reach the shape parser, which names the bad dimension,
+        # instead of being taken for an option.
+        self._negative_number_matcher = re.compile(r"^-\d+([xX*]-?\d+)*$|^-\d*\.\d+$")
+
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"morello: error: {message}\n")
 
@@ -46,8 +54,7 @@ def _synth(args: argparse.Namespace) -> int:
     spec = matmul_problem(
         args.shape, args.dtypes, args.layouts, threads=args.threads, accumulate=args.accumulate
     )
-    if not args.name.isidentifier():
-        raise SpecError(f"--name {args.name!r} is not a C++ identifier")
+    check_name(args.name, "--name")
     missing = missing_features()
     if missing:
         print(
@@ -74,8 +81,11 @@ def _synth(args: argparse.Namespace) -> int:
         file=report,
     )
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(header)
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(header)
+        except OSError as e:
+            raise SpecError(f"cannot write {args.output}: {e.strerror or e}") from None
         print(f"wrote {args.output}", file=report)
     else:
         sys.stdout.write(header)

@@ -21,7 +21,7 @@ from morello.kernels import Kernel, KernelKind
 from morello.layout import EVEN_ODD, EvenOdd, Layout, Packed, RowMajor
 from morello.program import Program
 from morello.rewrites import Dim, Move, Promote, Tile, ToAccum
-from morello.spec import Op, Spec, TensorSpec
+from morello.spec import Op, Spec, SpecError, TensorSpec
 from morello.target import F32_LANES, Level
 
 # Installed, templates ship inside the package; in a source checkout they sit beside it.
@@ -309,9 +309,31 @@ def contract(spec: Spec) -> str:
     )
 
 
+_CPP_KEYWORD_TEXT = (
+    "alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t "
+    "char16_t char32_t class compl concept const consteval constexpr constinit const_cast "
+    "continue co_await co_return co_yield decltype default delete do double dynamic_cast "
+    "else enum explicit export extern false float for friend goto if inline int long mutable "
+    "namespace new noexcept not not_eq nullptr operator or or_eq private protected public "
+    "register reinterpret_cast requires return short signed sizeof static static_assert "
+    "static_cast struct switch template this thread_local throw true try typedef typeid "
+    "typename union unsigned using virtual void volatile wchar_t while xor xor_eq"
+)
+_CPP_KEYWORDS = frozenset(_CPP_KEYWORD_TEXT.split())
+
+
+def check_name(name: str, what: str = "kernel name") -> None:
+    """A kernel name must be a plain C++ identifier that the header can define."""
+    if not name.isidentifier() or not name.isascii():
+        raise SpecError(f"{what} {name!r} is not a C++ identifier")
+    if name in _CPP_KEYWORDS:
+        raise SpecError(f"{what} {name!r} is a C++ keyword")
+    if name.startswith("__") or (name.startswith("_") and name[1:2].isupper()):
+        raise SpecError(f"{what} {name!r} is reserved to the C++ implementation")
+
+
 def render_header(program: Program, name: str, *, threads: int = 1) -> str:
-    if not name.isidentifier():
-        raise ValueError(f"kernel name {name!r} is not a C++ identifier")
+    check_name(name)
     spec = program.spec
     a, b, _ = spec.operands
     return (

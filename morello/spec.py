@@ -106,6 +106,10 @@ class Spec:
         return f"{self.op.value}({body}{', serial' if self.serial else ''})"
 
 
+# Offsets are int64 in the emitted C++; a matrix this size is already 4 GiB of f32 per row.
+MAX_DIMENSION = 2**30
+
+
 class SpecError(ValueError):
     """A Spec a user asked for that cannot exist or has no kernel path."""
 
@@ -124,6 +128,8 @@ def matmul_spec(
     for name, size in (("M", m), ("K", k), ("N", n)):
         if size <= 0:
             raise SpecError(f"dimension {name} must be positive, got {size}")
+        if size > MAX_DIMENSION:
+            raise SpecError(f"dimension {name} is {size}, more than the {MAX_DIMENSION} supported")
     if threads < 1:
         raise SpecError(f"threads must be at least 1, got {threads}")
     if dtypes[2] != Dtype.F32:

@@ -113,7 +113,6 @@ def test_process_exit_codes(tmp_path: Path) -> None:
 # Known bugs, reported rather than fixed here; strict, so a fix shows up as XPASS.
 
 
-@pytest.mark.xfail(strict=True, reason="an unwritable -o path escapes as a traceback, exit 1")
 def test_unwritable_output_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     bad = run_process(*synth("2x3x4", F32, "-o", str(tmp_path / "file" / "k.hpp")))
@@ -122,14 +121,12 @@ def test_unwritable_output_is_an_error(tmp_path: Path) -> None:
     assert "Traceback" not in bad.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="--name accepts C++ keywords; the header cannot compile")
 def test_keyword_name_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(synth("2x3x4", F32, "--name", "class"), capsys)
     assert code == 2
     assert err.startswith("morello: error:")
 
 
-@pytest.mark.xfail(strict=True, reason="argparse takes -4x8x16 for an option: 'required: shape'")
 def test_negative_leading_dimension_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(synth("-4x8x16"), capsys)
     assert code == 2
