@@ -9,7 +9,7 @@ of named ``__m256`` variables for a tile held in vector registers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -352,6 +352,3 @@ def render_header(program: Program, name: str, *, threads: int = 1) -> str:
             body=render_body(program, threads),
         )
     )
-
-
-__all__ = ["render_header", "replace"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from morello.rewrites import Action
+from morello.spec import Spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +16,7 @@ class Program:
     children: tuple[Program, ...]
     cost: float
 
-    def walk(self):
+    def walk(self) -> Iterator[Program]:
         yield self
         for child in self.children:
             yield from child.walk()
@@ -41,6 +43,3 @@ class Program:
         from morello.codegen import render_header
 
         return render_header(self, name, threads=threads)
-
-
-from morello.spec import Spec  # noqa: E402  (annotation only; avoids an import cycle)
