@@ -109,8 +109,7 @@ class _Emitter:
         raise AssertionError(node.action)
 
     def _tile(self, node: Program, tile: Tile, views: tuple[View, ...]) -> list[str]:
-        m, k, n = node.spec.mkn
-        extent = {Dim.M: m, Dim.N: n, Dim.K: k}[tile.dim]
+        extent = tile.dim.extent(node.spec)
         full = extent // tile.size * tile.size
         var = self.fresh(tile.dim.value)
 

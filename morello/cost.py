@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from morello.kernels import DotMode, Kernel, KernelKind
 from morello.layout import EVEN_ODD_BLOCK, ColMajor, EvenOdd, RowMajor
-from morello.rewrites import Action, Dim, Promote, Tile
+from morello.rewrites import Action, Promote, Tile
 from morello.spec import Spec, TensorSpec
 from morello.target import F32_LANES, Level
 
@@ -163,8 +163,7 @@ def action_cost(
         case Kernel():
             return kernel_cost(action, spec)
         case Tile(dim, size, parallel):
-            m, k, n = spec.mkn
-            extent = {Dim.M: m, Dim.N: n, Dim.K: k}[dim]
+            extent = dim.extent(spec)
             remainder = costs[1] if len(costs) > 1 else None
             return loop_cost(extent // size, costs[0], remainder, threads if parallel else 1)
         case Promote():

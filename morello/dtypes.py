@@ -15,6 +15,8 @@ class Dtype(enum.Enum):
     F32 = "f32"
     BF16 = "bf16"
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is slow Python
+
     @property
     def size(self) -> int:
         return _SIZES[self]

@@ -26,6 +26,10 @@ class Dim(enum.Enum):
     N = "n"
     K = "k"
 
+    def extent(self, spec: Spec) -> int:
+        m, k, n = spec.mkn
+        return m if self is Dim.M else n if self is Dim.N else k
+
 
 @dataclass(frozen=True, slots=True)
 class Tile:
@@ -106,12 +110,7 @@ def _tile_operands(spec: Spec, dim: Dim, size: int, step: int) -> Spec | None:
             new = (a.tile(m, size, step), b.tile(size, n, n), c)
     if any(t is None for t in new):
         return None
-    return replace(spec, operands=new)  # type: ignore[arg-type]
-
-
-def _extent(spec: Spec, dim: Dim) -> int:
-    m, k, n = spec.mkn
-    return {Dim.M: m, Dim.N: n, Dim.K: k}[dim]
+    return Spec(spec.op, new, spec.limits, spec.serial)  # type: ignore[arg-type]
 
 
 def expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
@@ -120,6 +119,7 @@ def expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
     return None if children is None else tuple(_canonical(c) for c in children)
 
 
+@lru_cache(maxsize=1 << 16)
 def _canonical(spec: Spec) -> Spec:
     """Cap the cache budgets at what the Spec's subtree could ever allocate, so that Specs
     reached with more room than they can use share one memo entry."""
@@ -153,14 +153,14 @@ def _expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
             if full is None:
                 return None
             if parallel:
-                full = replace(full, serial=True)
-            rem = _extent(spec, dim) % size
+                full = Spec(full.op, full.operands, full.limits, True)
+            rem = dim.extent(spec) % size
             if not rem:
                 return (full,)
             boundary = _tile_operands(spec, dim, rem, size)
             if boundary is None:
                 return None
-            return (full, replace(boundary, serial=full.serial))
+            return (full, Spec(boundary.op, boundary.operands, boundary.limits, full.serial))
         case ToAccum():
             c = spec.operands[C]
             zero = Spec(Op.ZERO, (c,), spec.limits, spec.serial)

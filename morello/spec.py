@@ -8,7 +8,8 @@ them, so two paths to the same sub-problem share one solution.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from morello.dtypes import Dtype
 from morello.layout import ROW, Layout
@@ -20,6 +21,8 @@ class Op(enum.Enum):
     MATMUL_ACCUM = "MatmulAccum"  # C += A·B
     ZERO = "Zero"  # C = 0
     MOVE = "Move"  # dst = src, across levels and layouts; widens bf16 to f32
+
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash is slow Python
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,27 @@ class TensorSpec:
     contiguous: bool = True  # the tile is one dense run of its buffer
     aligned: bool = False  # starts on a 32-byte boundary (buffers we allocate do)
     owned: bool = False  # a buffer the program allocated, not the caller's tensor
+    # The search hashes Specs millions of times; computing it once per value pays.
+    _hash: int = field(init=False, repr=False, compare=False)
+    _lines: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (
+            self.shape,
+            self.dtype,
+            self.layout,
+            self.level,
+            self.contiguous,
+            self.aligned,
+            self.owned,
+        )
+        object.__setattr__(self, "_hash", hash(fields))
+        object.__setattr__(
+            self, "_lines", self.layout.lines(self.shape, self.dtype.size, self.contiguous)
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def vector_lanes(self) -> int:
@@ -51,11 +75,14 @@ class TensorSpec:
 
     def lines(self) -> int:
         """Cache lines the tile spans, estimated from its layout and shape."""
-        return self.layout.lines(self.shape, self.dtype.size, self.contiguous)
+        return self._lines
 
     def tile(self, rows: int, cols: int, col_step: int) -> TensorSpec | None:
         """The spec of a rows x cols tile at a multiple of ``col_step`` columns, or None when
         the layout cannot express such a tile by a pointer offset."""
+        return _tile(self, rows, cols, col_step)
+
+    def _tile(self, rows: int, cols: int, col_step: int) -> TensorSpec | None:
         if (rows, cols) == self.shape:
             return self
         layout = self.layout.tile(col_step, cols)
@@ -73,6 +100,10 @@ class TensorSpec:
         return f"{rows}x{cols} {self.dtype.value} {self.level} {self.layout}{flags}"
 
 
+# Tiles repeat across the search: one TensorSpec per distinct tile keeps hashing cheap.
+_tile = lru_cache(maxsize=1 << 16)(TensorSpec._tile)
+
+
 @dataclass(frozen=True, slots=True)
 class Spec:
     """Operands: (A, B, C) for the matmuls, (C,) for Zero, (src, dst) for Move."""
@@ -81,6 +112,13 @@ class Spec:
     operands: tuple[TensorSpec, ...]
     limits: MemoryLimits
     serial: bool
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.op, self.operands, self.limits, self.serial)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def mkn(self) -> tuple[int, int, int]:

@@ -20,6 +20,8 @@ class Level(enum.IntEnum):
     RF = 3
     VRF = 4
 
+    __hash__ = int.__hash__  # Enum's own hash is slow Python; the search hashes levels a lot
+
     @property
     def is_register(self) -> bool:
         return self >= Level.RF
