@@ -18,7 +18,7 @@ import jinja2
 from morello import __version__
 from morello.dtypes import Dtype
 from morello.kernels import Kernel, KernelKind
-from morello.layout import EVEN_ODD, EvenOdd, Layout, Packed, RowMajor
+from morello.layout import EVEN_ODD, EvenOdd, Layout, Packed, RowMajor, add
 from morello.program import Program
 from morello.rewrites import Dim, Move, Promote, Tile, ToAccum
 from morello.spec import Op, Spec, SpecError, TensorSpec
@@ -49,13 +49,19 @@ def _macros():
 
 @dataclass(frozen=True, slots=True)
 class MemView:
-    ptr: str
+    """A tile in memory: ``base[offset + layout(i, j)]``."""
+
+    base: str
+    offset: str
     layout: Layout
     ld: int
     dtype: Dtype
 
+    def _index(self, i: object, j: object) -> str:
+        return add(self.offset, self.layout.offset_expr(str(i), str(j), str(self.ld)))
+
     def elem(self, i: object, j: object) -> str:
-        return f"{self.ptr}[{self.layout.offset_expr(str(i), str(j), str(self.ld))}]"
+        return f"{self.base}[{self._index(i, j)}]"
 
     def value(self, i: object, j: object) -> str:
         """The element as a float expression."""
@@ -63,17 +69,14 @@ class MemView:
         return f"detail::bf16_to_f32({e})" if self.dtype == Dtype.BF16 else e
 
     def at(self, i: object, j: object) -> str:
-        if (str(i), str(j)) == ("0", "0"):
-            return self.ptr
-        return f"({self.ptr} + {self.layout.offset_expr(str(i), str(j), str(self.ld))})"
+        index = self._index(i, j)
+        return self.base if index == "0" else f"({self.base} + {index})"
 
     def tile(self, i: object, j: object, spec: TensorSpec) -> MemView:
-        ld = (
-            self.layout.width
-            if isinstance(self.layout, Packed) and isinstance(spec.layout, RowMajor)
-            else self.ld
-        )
-        return MemView(self.at(i, j), spec.layout, ld, self.dtype)
+        # A packed panel seen alone is row-major with the panel's width as leading dimension.
+        packed = isinstance(self.layout, Packed) and isinstance(spec.layout, RowMajor)
+        ld = self.layout.width if packed else self.ld  # type: ignore[union-attr]
+        return MemView(self.base, self._index(i, j), spec.layout, ld, self.dtype)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +162,8 @@ class _Emitter:
             name = self.fresh("buf")
             elems = new_spec.layout.buffer_elems(new_spec.shape)
             decl = [f"alignas(64) {new_spec.dtype.c_type} {name}[{elems}];"]
-            new = MemView(
-                name, new_spec.layout, new_spec.layout.dense_ld(new_spec.shape), new_spec.dtype
-            )
+            ld = new_spec.layout.dense_ld(new_spec.shape)
+            new = MemView(name, "0", new_spec.layout, ld, new_spec.dtype)
         body_views = tuple(new if i == move.operand else v for i, v in enumerate(views))
         lines = ["{", *_indent(decl)]
         for child in node.children:
@@ -209,7 +211,7 @@ def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
                 c.name,
                 mr,
                 nb,
-                b.ptr,
+                [b.at(0, F32_LANES * v) for v in range(nb)],
                 b.dtype == Dtype.BF16,
                 nr - F32_LANES * (nb - 1),
                 [a.value(i, 0) for i in range(mr)],
@@ -238,7 +240,7 @@ def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
                 mr,
                 nb,
                 nr - F32_LANES * (nb - 1),
-                [mem.at(i, 0) for i in range(mr)],
+                [[mem.at(i, F32_LANES * v) for v in range(nb)] for i in range(mr)],
                 isinstance(mem.layout, RowMajor),
                 [[mem.elem(i, j) for j in range(nr)] for i in range(mr)],
             )
@@ -292,7 +294,7 @@ def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
 def render_body(program: Program, threads: int) -> str:
     spec = program.spec
     views = tuple(
-        MemView(name, t.layout, t.layout.dense_ld(t.shape), t.dtype)
+        MemView(name, "0", t.layout, t.layout.dense_ld(t.shape), t.dtype)
         for name, t in zip("abc", spec.operands, strict=True)
     )
     return "\n".join(_indent(_Emitter(threads).emit(program, views)))

@@ -20,6 +20,30 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _atom(x: str) -> str:
+    return x if x.isidentifier() or x.isdigit() else f"({x})"
+
+
+def mul(a: str, b: str) -> str:
+    """The C expression a * b, folded where either side is a literal."""
+    if "0" in (a, b):
+        return "0"
+    if a == "1" or b == "1":
+        return b if a == "1" else a
+    if a.isdigit() and b.isdigit():
+        return str(int(a) * int(b))
+    return f"{_atom(a)} * {_atom(b)}"
+
+
+def add(*terms: str) -> str:
+    """The C expression of a sum, with literal terms folded and zeros dropped."""
+    const = sum(int(t) for t in terms if t.isdigit())
+    rest = [t for t in terms if not t.isdigit()]
+    if const:
+        rest.append(str(const))
+    return " + ".join(rest) if rest else "0"
+
+
 @dataclass(frozen=True, slots=True)
 class RowMajor:
     """(i, j) at i*ld + j."""
@@ -28,7 +52,7 @@ class RowMajor:
         return i * ld + j
 
     def offset_expr(self, i: str, j: str, ld: str) -> str:
-        return f"({i}) * {ld} + ({j})"
+        return add(mul(i, ld), j)
 
     def tile(self, step: int, cols: int) -> Layout | None:
         return self
@@ -62,7 +86,7 @@ class ColMajor:
         return j * ld + i
 
     def offset_expr(self, i: str, j: str, ld: str) -> str:
-        return f"({j}) * {ld} + ({i})"
+        return add(mul(j, ld), i)
 
     def tile(self, step: int, cols: int) -> Layout | None:
         return self
@@ -98,7 +122,14 @@ class EvenOdd:
         return i * ld + (j - j % b) + (j % 2) * (b // 2) + (j % b) // 2
 
     def offset_expr(self, i: str, j: str, ld: str) -> str:
-        return f"({i}) * {ld} + (({j}) & ~15) + (({j}) & 1) * 8 + ((({j}) & 15) >> 1)"
+        if j.isdigit():
+            return (
+                str(self.offset(0, int(j), 0))
+                if i == "0"
+                else add(mul(i, ld), str(self.offset(0, int(j), 0)))
+            )
+        j = _atom(j)
+        return add(mul(i, ld), f"({j} & ~15) + ({j} & 1) * 8 + (({j} & 15) >> 1)")
 
     def tile(self, step: int, cols: int) -> Layout | None:
         # Column tiles must start on a block boundary to keep the formula relative.
@@ -137,8 +168,12 @@ class Packed:
         return (j // w) * ld * w + i * w + j % w
 
     def offset_expr(self, i: str, j: str, ld: str) -> str:
-        w = self.width
-        return f"(({j}) / {w}) * {ld} * {w} + ({i}) * {w} + (({j}) % {w})"
+        w = str(self.width)
+        if j.isdigit():
+            panel, col = divmod(int(j), self.width)
+            return add(mul(str(panel), mul(ld, w)), mul(i, w), str(col))
+        j = _atom(j)
+        return add(mul(f"{j} / {w}", mul(ld, w)), mul(i, w), f"{j} % {w}")
 
     def tile(self, step: int, cols: int) -> Layout | None:
         if step % self.width and self.width % step:

@@ -42,6 +42,14 @@ CASES: tuple[Case, ...] = (
     Case((3, 100, 70), F32, "row"),
     Case((7, 33, 45), BF16, "row"),
     Case((2, 50, 9), BF16, "col"),
+    # Microkernel edges, XNNPACK style: K = 1, K below, at and above a 16-element block,
+    # N below, at and above a vector, for both dtypes and both B layouts.
+    *(
+        Case((m, k, n), dt, lay)
+        for (m, k, n) in ((5, 1, 7), (1, 15, 9), (2, 16, 8), (1, 17, 17), (6, 33, 23))
+        for dt in (F32, BF16)
+        for lay in ("row", "col")
+    ),
     # Accumulate.
     Case((4, 64, 32), F32, "row", accumulate=True),
     Case((1, 256, 64), BF16, "col", accumulate=True),

@@ -189,31 +189,31 @@ inline void mm_4x8x16_f32(const float* __restrict a, const float* __restrict b,
     v1_3_1 = _mm256_setzero_ps();
     for (int64_t k2 = 0; k2 < 8; k2 += 1) {
       { // outer_fma 4x2 vectors: broadcast A, vector loads of B
-        const __m256 b0 = _mm256_loadu_ps((b + (k2) * 16 + (0)) + 0);
-        const __m256 b1 = _mm256_loadu_ps((b + (k2) * 16 + (0)) + 8);
-        { const __m256 a_bc = _mm256_set1_ps((a + (0) * 8 + (k2))[(0) * 8 + (0)]);
+        const __m256 b0 = _mm256_loadu_ps((b + k2 * 16));
+        const __m256 b1 = _mm256_loadu_ps((b + k2 * 16 + 8));
+        { const __m256 a_bc = _mm256_set1_ps(a[k2]);
           v1_0_0 = _mm256_fmadd_ps(a_bc, b0, v1_0_0);
           v1_0_1 = _mm256_fmadd_ps(a_bc, b1, v1_0_1); }
-        { const __m256 a_bc = _mm256_set1_ps((a + (0) * 8 + (k2))[(1) * 8 + (0)]);
+        { const __m256 a_bc = _mm256_set1_ps(a[k2 + 8]);
           v1_1_0 = _mm256_fmadd_ps(a_bc, b0, v1_1_0);
           v1_1_1 = _mm256_fmadd_ps(a_bc, b1, v1_1_1); }
-        { const __m256 a_bc = _mm256_set1_ps((a + (0) * 8 + (k2))[(2) * 8 + (0)]);
+        { const __m256 a_bc = _mm256_set1_ps(a[k2 + 16]);
           v1_2_0 = _mm256_fmadd_ps(a_bc, b0, v1_2_0);
           v1_2_1 = _mm256_fmadd_ps(a_bc, b1, v1_2_1); }
-        { const __m256 a_bc = _mm256_set1_ps((a + (0) * 8 + (k2))[(3) * 8 + (0)]);
+        { const __m256 a_bc = _mm256_set1_ps(a[k2 + 24]);
           v1_3_0 = _mm256_fmadd_ps(a_bc, b0, v1_3_0);
           v1_3_1 = _mm256_fmadd_ps(a_bc, b1, v1_3_1); }
       }
     }
 
-    _mm256_storeu_ps(c + 0, v1_0_0);
-    _mm256_storeu_ps(c + 8, v1_0_1);
-    _mm256_storeu_ps((c + (1) * 16 + (0)) + 0, v1_1_0);
-    _mm256_storeu_ps((c + (1) * 16 + (0)) + 8, v1_1_1);
-    _mm256_storeu_ps((c + (2) * 16 + (0)) + 0, v1_2_0);
-    _mm256_storeu_ps((c + (2) * 16 + (0)) + 8, v1_2_1);
-    _mm256_storeu_ps((c + (3) * 16 + (0)) + 0, v1_3_0);
-    _mm256_storeu_ps((c + (3) * 16 + (0)) + 8, v1_3_1);
+    _mm256_storeu_ps(c, v1_0_0);
+    _mm256_storeu_ps((c + 8), v1_0_1);
+    _mm256_storeu_ps((c + 16), v1_1_0);
+    _mm256_storeu_ps((c + 24), v1_1_1);
+    _mm256_storeu_ps((c + 32), v1_2_0);
+    _mm256_storeu_ps((c + 40), v1_2_1);
+    _mm256_storeu_ps((c + 48), v1_3_0);
+    _mm256_storeu_ps((c + 56), v1_3_1);
   }
 }
 

@@ -176,7 +176,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
 
     { // dot[split_both] over K=64, 4 accumulators
       const uint16_t* __restrict ar = a;
-      const uint16_t* __restrict br = (b + (n1) * 64 + (0));
+      const uint16_t* __restrict br = (b + n1 * 64);
       __m256 acc0e = _mm256_setzero_ps(), acc0o = _mm256_setzero_ps();
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
@@ -192,11 +192,11 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       }
       acc0e = _mm256_add_ps(acc0e, acc1e); acc0o = _mm256_add_ps(acc0o, acc1o);
       float sum = detail::hsum(_mm256_add_ps(acc0e, acc0o));
-      (c + (0) * 40 + (n1))[(0) * 40 + (0)] = sum;
+      c[n1] = sum;
     }
     { // dot[split_both] over K=64, 4 accumulators
       const uint16_t* __restrict ar = a;
-      const uint16_t* __restrict br = ((b + (n1) * 64 + (0)) + (1) * 64 + (0));
+      const uint16_t* __restrict br = (b + n1 * 64 + 64);
       __m256 acc0e = _mm256_setzero_ps(), acc0o = _mm256_setzero_ps();
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
@@ -212,11 +212,11 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       }
       acc0e = _mm256_add_ps(acc0e, acc1e); acc0o = _mm256_add_ps(acc0o, acc1o);
       float sum = detail::hsum(_mm256_add_ps(acc0e, acc0o));
-      (c + (0) * 40 + (n1))[(0) * 40 + (1)] = sum;
+      c[n1 + 1] = sum;
     }
     { // dot[split_both] over K=64, 4 accumulators
       const uint16_t* __restrict ar = a;
-      const uint16_t* __restrict br = ((b + (n1) * 64 + (0)) + (2) * 64 + (0));
+      const uint16_t* __restrict br = (b + n1 * 64 + 128);
       __m256 acc0e = _mm256_setzero_ps(), acc0o = _mm256_setzero_ps();
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
@@ -232,11 +232,11 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       }
       acc0e = _mm256_add_ps(acc0e, acc1e); acc0o = _mm256_add_ps(acc0o, acc1o);
       float sum = detail::hsum(_mm256_add_ps(acc0e, acc0o));
-      (c + (0) * 40 + (n1))[(0) * 40 + (2)] = sum;
+      c[n1 + 2] = sum;
     }
     { // dot[split_both] over K=64, 4 accumulators
       const uint16_t* __restrict ar = a;
-      const uint16_t* __restrict br = ((b + (n1) * 64 + (0)) + (3) * 64 + (0));
+      const uint16_t* __restrict br = (b + n1 * 64 + 192);
       __m256 acc0e = _mm256_setzero_ps(), acc0o = _mm256_setzero_ps();
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
@@ -252,11 +252,11 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       }
       acc0e = _mm256_add_ps(acc0e, acc1e); acc0o = _mm256_add_ps(acc0o, acc1o);
       float sum = detail::hsum(_mm256_add_ps(acc0e, acc0o));
-      (c + (0) * 40 + (n1))[(0) * 40 + (3)] = sum;
+      c[n1 + 3] = sum;
     }
     { // dot[split_both] over K=64, 4 accumulators
       const uint16_t* __restrict ar = a;
-      const uint16_t* __restrict br = ((b + (n1) * 64 + (0)) + (4) * 64 + (0));
+      const uint16_t* __restrict br = (b + n1 * 64 + 256);
       __m256 acc0e = _mm256_setzero_ps(), acc0o = _mm256_setzero_ps();
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
@@ -272,11 +272,11 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       }
       acc0e = _mm256_add_ps(acc0e, acc1e); acc0o = _mm256_add_ps(acc0o, acc1o);
       float sum = detail::hsum(_mm256_add_ps(acc0e, acc0o));
-      (c + (0) * 40 + (n1))[(0) * 40 + (4)] = sum;
+      c[n1 + 4] = sum;
     }
     { // dot[split_both] over K=64, 4 accumulators
       const uint16_t* __restrict ar = a;
-      const uint16_t* __restrict br = ((b + (n1) * 64 + (0)) + (5) * 64 + (0));
+      const uint16_t* __restrict br = (b + n1 * 64 + 320);
       __m256 acc0e = _mm256_setzero_ps(), acc0o = _mm256_setzero_ps();
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
@@ -292,11 +292,11 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       }
       acc0e = _mm256_add_ps(acc0e, acc1e); acc0o = _mm256_add_ps(acc0o, acc1o);
       float sum = detail::hsum(_mm256_add_ps(acc0e, acc0o));
-      (c + (0) * 40 + (n1))[(0) * 40 + (5)] = sum;
+      c[n1 + 5] = sum;
     }
     { // dot[split_both] over K=64, 4 accumulators
       const uint16_t* __restrict ar = a;
-      const uint16_t* __restrict br = ((b + (n1) * 64 + (0)) + (6) * 64 + (0));
+      const uint16_t* __restrict br = (b + n1 * 64 + 384);
       __m256 acc0e = _mm256_setzero_ps(), acc0o = _mm256_setzero_ps();
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
@@ -312,11 +312,11 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       }
       acc0e = _mm256_add_ps(acc0e, acc1e); acc0o = _mm256_add_ps(acc0o, acc1o);
       float sum = detail::hsum(_mm256_add_ps(acc0e, acc0o));
-      (c + (0) * 40 + (n1))[(0) * 40 + (6)] = sum;
+      c[n1 + 6] = sum;
     }
     { // dot[split_both] over K=64, 4 accumulators
       const uint16_t* __restrict ar = a;
-      const uint16_t* __restrict br = ((b + (n1) * 64 + (0)) + (7) * 64 + (0));
+      const uint16_t* __restrict br = (b + n1 * 64 + 448);
       __m256 acc0e = _mm256_setzero_ps(), acc0o = _mm256_setzero_ps();
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
@@ -332,7 +332,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       }
       acc0e = _mm256_add_ps(acc0e, acc1e); acc0o = _mm256_add_ps(acc0o, acc1o);
       float sum = detail::hsum(_mm256_add_ps(acc0e, acc0o));
-      (c + (0) * 40 + (n1))[(0) * 40 + (7)] = sum;
+      c[n1 + 7] = sum;
     }
   }
 }
