@@ -1,33 +1,56 @@
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from morello.api import matmul_problem, synthesize_spec
 from morello.memo import InMemoryMemo
+from morello.program import Program
+from morello.rewrites import _canonical
+from morello.search import Search
 
 from .bindings import build
 from .kernel_cases import CASES
+from .random_programs import random_program
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "bindings"
 
 
 @pytest.fixture(scope="session")
-def compiled():
-    """Every case synthesized (one memo shared by all), compiled into one module."""
+def programs() -> dict[str, Program]:
+    """Every case's program: the optimum (one memo shared by all), or a random one."""
     memo = InMemoryMemo()
-    kernels = []
+    found = {}
     for case in CASES:
+        shape = "x".join(map(str, case.shape))
         spec = matmul_problem(
-            "x".join(map(str, case.shape)),
+            shape,
             ",".join(case.dtypes),
             case.layouts,
             threads=case.threads,
             accumulate=case.accumulate,
         )
-        result = synthesize_spec(spec, threads=case.threads, memo=memo)
-        kernels.append(
-            (case.name, result.to_header(case.name), case.dtypes[0], case.dtypes[1], case.threads)
+        if case.sample is None:
+            found[case.name] = synthesize_spec(spec, threads=case.threads, memo=memo).program
+        else:
+            rng = random.Random(case.name)
+            found[case.name] = random_program(_canonical(spec), Search(case.threads, memo), rng)
+    return found
+
+
+@pytest.fixture(scope="session")
+def compiled(programs: dict[str, Program]):
+    """Every case's program rendered and compiled into one extension module."""
+    kernels = [
+        (
+            case.name,
+            programs[case.name].to_header(case.name, threads=case.threads),
+            case.dtypes[0],
+            case.dtypes[1],
+            case.threads,
         )
+        for case in CASES
+    ]
     return build(kernels, CACHE)

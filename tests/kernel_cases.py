@@ -13,12 +13,15 @@ class Case:
     accumulate: bool = False
     threads: int = 1
 
+    sample: int | None = None  # a random program of the space instead of the optimum
+
     @property
     def name(self) -> str:
         m, k, n = self.shape
         a, b, _ = self.dtypes
         acc = "_acc" if self.accumulate else ""
-        return f"mm_{m}x{k}x{n}_{a}_{b}_{self.b_layout}{acc}_t{self.threads}"
+        rnd = "" if self.sample is None else f"_random{self.sample}"
+        return f"mm_{m}x{k}x{n}_{a}_{b}_{self.b_layout}{acc}_t{self.threads}{rnd}"
 
     @property
     def layouts(self) -> str:
@@ -64,4 +67,20 @@ CASES: tuple[Case, ...] = (
     # The seed: Gemma 2B's FFW gating projection, one token of decode.
     Case((1, 2048, 16384), BF16, "col"),
     Case((1, 2048, 16384), BF16, "col", threads=2),
+    # Random programs of the space: every rewrite must be correct, not only the chosen ones.
+    *(
+        Case(shape, dt, lay, accumulate=acc, threads=t, sample=i)
+        for i, (shape, dt, lay, acc, t) in enumerate(
+            [
+                ((8, 512, 64), F32, "row", False, 1),
+                ((48, 96, 64), F32, "row", False, 1),
+                ((5, 300, 70), F32, "col", True, 2),
+                ((4, 1024, 48), BF16, "col", False, 1),
+                ((6, 256, 96), BF16, "row", True, 1),
+                ((1, 2048, 64), ("f32", "bf16", "f32"), "col", False, 2),
+                ((3, 512, 40), ("bf16", "f32", "f32"), "row", False, 2),
+            ]
+            * 6
+        )
+    ),
 )

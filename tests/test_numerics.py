@@ -91,3 +91,52 @@ def test_small_integers_exact(compiled, case: Case) -> None:
         got = _run(fn, case, a, b, c0)
         mismatch = np.argwhere(got != ref)
         assert mismatch.size == 0, f"{case.name}: {len(mismatch)} wrong, first at {mismatch[0]}"
+
+
+def test_random_programs_reach_every_rewrite(programs) -> None:
+    """The random programs above exercise every kernel, layout and move the space has, so
+    their numerical checks cover the code generator, not only the optima."""
+    from morello.kernels import Kernel
+    from morello.rewrites import Move, Tile
+
+    seen = set()
+    for case in CASES:
+        if case.sample is None:
+            continue
+        for node in programs[case.name].walk():
+            match node.action:
+                case Kernel(kind, mode):
+                    seen.add(kind.value if mode is None else f"{kind.value}[{mode.value}]")
+                case Move(operand, level, layout, dtype):
+                    seen.add(f"move {'ABC'[operand]} {level} {layout}")
+                    seen.add(f"move {'ABC'[operand]} {level} {layout} {dtype.value}")
+                case Tile(dim, _, parallel):
+                    seen.add(f"{'parallel ' if parallel else ''}tile {dim.value}")
+                case action:
+                    seen.add(str(action))
+    wanted = {
+        "outer_fma",
+        "dot[even_odd]",
+        "dot[split_both]",
+        "dot[widen_b]",
+        "dot[f32]",
+        "zero_vrf",
+        "zero_mem",
+        "load_vrf",
+        "store_vrf",
+        "copy",
+        "scalar_fma",
+        "tile m",
+        "tile n",
+        "tile k",
+        "parallel tile n",
+        "to-accum",
+        "resident",
+        "move A L1 evenodd f32",
+        "move A L1 row f32",
+        "move A L1 col",
+        "move B L1 packed16",
+        "move B L1 col",
+        "move B L1 row",
+    }
+    assert wanted <= seen, sorted(wanted - seen)
