@@ -73,4 +73,13 @@ def run_suite(workdir: Path, *, quick: bool = False) -> int:
         progress=lambda line: print(f"  {line}", file=sys.stderr),
     )
     print(format_report(limits, results))
+    print()
+    for w, r in zip(SUITE, results, strict=True):
+        if w.label.startswith("seed"):
+            limit = limits.read_gbps_1t if w.threads == 1 else limits.read_gbps_2t
+            ratio, what = r.gbytes_per_s / limit, "of measured read bandwidth"
+        else:
+            ratio, what = r.gflops / (limits.fma_gflops_1t * w.threads), "of measured FMA peak"
+        verdict = "met" if ratio >= w.bar else "MISSED"
+        print(f"bar {verdict:6}  {w.label}: {ratio:.0%} {what} (bar {w.bar:.0%})")
     return 0
