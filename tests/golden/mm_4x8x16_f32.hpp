@@ -89,7 +89,9 @@ class ThreadPool {
       ctx_ = &body;
       tasks_ = tasks;
       next_.store(0, std::memory_order_relaxed);
-      busy_ = workers_.size();
+      // A kernel made for 2 threads on a 64-core host wakes one helper, not 63.
+      helpers_ = tasks - 1 < workers_.size() ? tasks - 1 : workers_.size();
+      busy_ = helpers_;
       ++generation_;
     }
     wake_.notify_all();
@@ -113,7 +115,7 @@ class ThreadPool {
  private:
   ThreadPool() {
     const unsigned hw = std::thread::hardware_concurrency();
-    for (unsigned i = 1; i < hw; ++i) workers_.emplace_back([this] { work(); });
+    for (unsigned i = 1; i < hw; ++i) workers_.emplace_back([this, i] { work(i - 1); });
   }
 
   void drain() {
@@ -124,7 +126,7 @@ class ThreadPool {
     }
   }
 
-  void work() {
+  void work(std::size_t index) {
     uint64_t seen = 0;
     for (;;) {
       {
@@ -132,6 +134,7 @@ class ThreadPool {
         wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
         if (stop_) return;
         seen = generation_;
+        if (index >= helpers_) continue;  // not needed for this job
       }
       drain();
       std::lock_guard<std::mutex> lock(mutex_);
@@ -146,6 +149,7 @@ class ThreadPool {
   void* ctx_ = nullptr;
   std::size_t tasks_ = 0;
   std::atomic<std::size_t> next_{0};
+  std::size_t helpers_ = 0;
   std::size_t busy_ = 0;
   uint64_t generation_ = 0;
   bool stop_ = false;
