@@ -4,7 +4,8 @@ Units are approximate core cycles. A program's cost is built bottom-up: a kernel
 what its formula says (compute throughput bounds, plus the cache lines it touches priced
 by the level they come from); a loop costs its trip count times its body plus a small
 per-iteration overhead; a parallel loop divides the trips among threads and pays a
-dispatch overhead; a move costs by the lines moved and the level they come from.
+dispatch overhead; a move costs by the lines moved and the level they come from; making
+tiles resident in a cache costs their lines once, after which touching them is cheap.
 
 The constants describe a Zen 4 / Skylake class core; later calibration may fit them to
 the host. Exactness of the search does not depend on their values, only its taste.
@@ -38,6 +39,7 @@ LINE_CYCLES = {Level.GL: 10.0, Level.L2: 2.0, Level.L1: 0.0, Level.RF: 0.0, Leve
 STREAM_START_CYCLES = {Level.GL: 200.0}
 COPY_CYCLES_PER_VECTOR = 1.0  # a load and a store per 32 bytes when the copy vectorizes
 COPY_CYCLES_PER_ELEMENT = 1.0  # a copy that changes layout goes element by element
+EVEN_ODD_WIDEN_CYCLES = 4.0  # per 16 bf16: one load, a shift, a mask, two stores
 
 LOOP_ITERATION_CYCLES = 1.0  # increment, compare, branch; usually hidden, never free
 PARALLEL_DISPATCH_CYCLES = 4000.0  # waking pool threads and joining them (~1-2 µs)
@@ -76,7 +78,8 @@ def kernel_cost(kernel: Kernel, spec: Spec) -> float:
             if not same_order:
                 moved = _elems(src) * COPY_CYCLES_PER_ELEMENT
             if _is_even_odd_widening(src, dst):
-                moved = 4 * math.ceil(src.shape[0] * src.shape[1] / EVEN_ODD_BLOCK)
+                blocks = math.ceil(src.shape[0] * src.shape[1] / EVEN_ODD_BLOCK)
+                moved = blocks * EVEN_ODD_WIDEN_CYCLES
             return moved + line_cost(src) + line_cost(dst)
         case KernelKind.SCALAR_FMA:
             return SCALAR_FMA_CYCLES + sum(line_cost(t) for t in spec.operands)

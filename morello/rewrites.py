@@ -116,11 +116,11 @@ def _tile_operands(spec: Spec, dim: Dim, size: int, step: int) -> Spec | None:
 def expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
     """The sub-Specs ``action`` decomposes ``spec`` into, or None if it cannot."""
     children = _expand(spec, action)
-    return None if children is None else tuple(_canonical(c) for c in children)
+    return None if children is None else tuple(canonical(c) for c in children)
 
 
 @lru_cache(maxsize=1 << 16)
-def _canonical(spec: Spec) -> Spec:
+def canonical(spec: Spec) -> Spec:
     """Cap the cache budgets at what the Spec's subtree could ever allocate, so that Specs
     reached with more room than they can use share one memo entry."""
     if not spec.is_matmul:
@@ -132,7 +132,7 @@ def _canonical(spec: Spec) -> Spec:
         l1_need += footprint(t) if t.level < Level.L1 else 0
         l2_need += footprint(t) if t.level < Level.L2 else 0
         if index != C and not t.owned and t.level < Level.L1:  # one copy per input per path
-            l1_need += t.shape[0] * -(-t.shape[1] // 16) * 16 * Dtype.F32.size
+            l1_need += EVEN_ODD.buffer_elems(t.shape) * Dtype.F32.size  # the largest copy
     limits = spec.limits
     capped = MemoryLimits(
         limits.vrf, min(limits.l1, _ceil_pow2(l1_need)), min(limits.l2, _ceil_pow2(l2_need))

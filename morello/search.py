@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from morello.cost import action_cost
 from morello.memo import InMemoryMemo, Memo, Solution
 from morello.program import Program
-from morello.rewrites import _canonical, actions, expand
+from morello.rewrites import actions, canonical, expand
 from morello.spec import Spec, SpecError
 
 NO_PROGRAM = Solution(None, math.inf)
@@ -88,7 +88,7 @@ def synthesize(
     start = time.perf_counter()
     search = Search(threads, memo, progress)
     try:
-        program = search.program(_canonical(spec))
+        program = search.program(canonical(spec))
     finally:
         sys.setrecursionlimit(old_limit)
     return program, SearchStats(search.solved, time.perf_counter() - start)

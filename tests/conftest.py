@@ -8,7 +8,7 @@ import pytest
 from morello.api import matmul_problem, synthesize_spec
 from morello.memo import InMemoryMemo
 from morello.program import Program
-from morello.rewrites import _canonical
+from morello.rewrites import canonical
 from morello.search import Search
 
 from .bindings import build
@@ -36,7 +36,7 @@ def programs() -> dict[str, Program]:
             found[case.name] = synthesize_spec(spec, threads=case.threads, memo=memo).program
         else:
             rng = random.Random(case.name)
-            found[case.name] = random_program(_canonical(spec), Search(case.threads, memo), rng)
+            found[case.name] = random_program(canonical(spec), Search(case.threads, memo), rng)
     return found
 
 
