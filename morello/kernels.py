@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 
 from morello.dtypes import Dtype
-from morello.layout import ColMajor, EvenOdd, RowMajor
+from morello.layout import ColMajor, EvenOdd, Layout, RowMajor
 from morello.spec import Op, Spec
 from morello.target import F32_LANES, Level
 
@@ -61,7 +61,7 @@ def _in_memory(level: Level) -> bool:
     return not level.is_register
 
 
-def dot_mode(a_dtype: Dtype, a_layout: object, b_dtype: Dtype) -> DotMode | None:
+def dot_mode(a_dtype: Dtype, a_layout: Layout, b_dtype: Dtype) -> DotMode | None:
     if isinstance(a_layout, EvenOdd):
         return DotMode.EVEN_ODD if (a_dtype, b_dtype) == (Dtype.F32, Dtype.BF16) else None
     if not isinstance(a_layout, RowMajor):
