@@ -66,5 +66,10 @@ def synthesize_spec(
     memo: Memo | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Synthesized:
+    if spec.serial != (threads == 1):
+        raise SpecError(
+            f"the Spec was built for {'1 thread' if spec.serial else 'several threads'} but "
+            f"synthesis asks for {threads}: pass the same threads to both"
+        )
     program, stats = synthesize(spec, threads=threads, memo=memo, progress=progress)
     return Synthesized(program, stats, threads)

@@ -19,7 +19,8 @@ from typing import Any
 
 import jinja2
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+from morello.codegen import TEMPLATES
+
 CXX_FLAGS = ("-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-pthread")
 BANDWIDTH_BYTES = 512 << 20  # must match kBandwidthBytes in bench_main.cpp.j2
 FMA_FLOPS_PER_UNIT = 2 * 8 * 12 * (1 << 16)  # 2 flops x 8 lanes x kFmaChains x kFmaIters
@@ -117,7 +118,7 @@ def render_program(
             }
         )
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -323,12 +323,33 @@ _CPP_KEYWORD_TEXT = (
 _CPP_KEYWORDS = frozenset(_CPP_KEYWORD_TEXT.split())
 
 
+# Names the header itself uses at namespace or function scope.
+_HEADER_NAMES = frozenset(
+    (
+        "a",
+        "b",
+        "c",
+        "parallel_for",
+        "detail",
+        "DefaultParallelFor",
+        "morello",
+        "std",
+        "int64_t",
+        "uint16_t",
+        "uint32_t",
+        "size_t",
+    )
+)
+
+
 def check_name(name: str, what: str = "kernel name") -> None:
     """A kernel name must be a plain C++ identifier that the header can define."""
     if not name.isidentifier() or not name.isascii():
         raise SpecError(f"{what} {name!r} is not a C++ identifier")
     if name in _CPP_KEYWORDS:
         raise SpecError(f"{what} {name!r} is a C++ keyword")
+    if name in _HEADER_NAMES:
+        raise SpecError(f"{what} {name!r} is a name the header uses itself; pick another")
     if name.startswith("__") or (name.startswith("_") and name[1:2].isupper()):
         raise SpecError(f"{what} {name!r} is reserved to the C++ implementation")
 

@@ -147,7 +147,7 @@ def loop_cost(trips: int, body: float, remainder: float | None, parallel_threads
     tasks = trips + (remainder is not None)
     if parallel_threads > 1:
         rounds = math.ceil(tasks / parallel_threads)
-        # The remainder task is the slowest of the last round only when it is alone in it.
+        # Conservatively, every round takes as long as its slowest possible task.
         per_round = max(body, remainder or 0.0)
         return (
             rounds * (per_round + LOOP_ITERATION_CYCLES)

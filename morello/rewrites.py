@@ -71,8 +71,10 @@ class Move:
 @dataclass(frozen=True, slots=True)
 class Promote:
     """Operands whose tiles fit a cache level are served from it from here on: their lines
-    are fetched once, not at every touch below. Not a choice: in the cost model it never
-    costs more than leaving them, so it is the only rewrite of a Spec where it applies."""
+    are fetched once, not at every touch below. Not a choice, to keep the space small:
+    it is the only rewrite of a Spec where it applies. That prunes some programs (an
+    operand resident in L1 is no longer copied into a new layout), a known limit of the
+    space, not of the search."""
 
     def __str__(self) -> str:
         return "resident"

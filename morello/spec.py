@@ -85,7 +85,8 @@ class TensorSpec:
     def _tile(self, rows: int, cols: int, col_step: int) -> TensorSpec | None:
         if (rows, cols) == self.shape:
             return self
-        layout = self.layout.tile(col_step, cols)
+        # Only column tiles move along the layout's column structure; row tiles keep it.
+        layout = self.layout if cols == self.shape[1] else self.layout.tile(col_step, cols)
         if layout is None:
             return None
         shape = (rows, cols)

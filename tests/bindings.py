@@ -6,7 +6,6 @@ under tests/.cache, so a rerun with the same kernels recompiles nothing.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import subprocess
@@ -116,7 +115,3 @@ def _run(cmd: list[str], env: dict[str, str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
-
-
-def digest(texts: Sequence[str]) -> str:
-    return hashlib.sha256("".join(texts).encode()).hexdigest()[:16]

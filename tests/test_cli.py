@@ -110,7 +110,7 @@ def test_process_exit_codes(tmp_path: Path) -> None:
         assert "Traceback" not in bad.stderr
 
 
-# Known bugs, reported rather than fixed here; strict, so a fix shows up as XPASS.
+# Regressions: each of these once escaped as a traceback or a header that did not compile.
 
 
 def test_unwritable_output_is_an_error(tmp_path: Path) -> None:
@@ -180,3 +180,12 @@ def test_header_compiles_only_with_avx2(
     flags = ["-O3", "-mavx2", "-mfma", "-Wall", "-Wextra", "-Werror"]
     avx2 = compile_header(header, "mm", dtypes, flags)
     assert avx2.returncode == 0, avx2.stderr
+
+
+def test_python_api_refuses_mismatched_threads() -> None:
+    import morello
+
+    spec = morello.matmul_problem("1x64x64", "bf16,bf16,f32", "row,col,row", threads=2)
+    with pytest.raises(morello.SpecError, match="threads"):
+        morello.synthesize(spec)
+    assert morello.synthesize(spec, threads=2).threads == 2

@@ -31,6 +31,17 @@ int main() {
   std::thread other(hammer, 3);
   hammer(0);
   other.join();
+  // A parallel_for inside a task runs serially instead of waiting on its own pool.
+  std::atomic<int> nested{0};
+  morello::DefaultParallelFor{}(4, [&](std::size_t) {
+    morello::DefaultParallelFor{}(3, [&](std::size_t) { nested.fetch_add(1); });
+  });
+  failures += nested.load() != 12;
+  // A const body works too.
+  std::atomic<int> hits{0};
+  const auto body = [&](std::size_t) { hits.fetch_add(1); };
+  morello::DefaultParallelFor{}(5, body);
+  failures += hits.load() != 5;
   std::printf("%ld\n", failures.load());
   return failures.load() != 0;
 }

@@ -71,22 +71,31 @@ inline __m256 load_bf16x8(const uint16_t* p) {
 // library's threads. One job at a time; the calling thread takes tasks too.
 class ThreadPool {
  public:
+  // Never destroyed: a kernel called from a static destructor or a thread still running
+  // at exit must not find the pool gone. The OS reclaims the threads.
   static ThreadPool& instance() {
-    static ThreadPool pool;
-    return pool;
+    static ThreadPool* pool = new ThreadPool;
+    return *pool;
   }
 
+  // Tasks must not throw (generated kernels do not). A job started from inside a task runs
+  // serially. A child process after fork() has no worker threads: pass it a parallel_for
+  // of its own rather than this default.
   template <class F>
   void run(std::size_t tasks, F& body) {
-    if (workers_.empty() || tasks <= 1) {
+    if (workers_.empty() || tasks <= 1 || inside_task()) {
       for (std::size_t t = 0; t < tasks; ++t) body(t);
       return;
     }
     std::lock_guard<std::mutex> one_job(job_mutex_);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      invoke_ = [](void* ctx, std::size_t t) { (*static_cast<F*>(ctx))(t); };
-      ctx_ = &body;
+      invoke_ = [](void* ctx, std::size_t t) {
+        inside_task() = true;
+        (*static_cast<F*>(ctx))(t);
+        inside_task() = false;
+      };
+      ctx_ = const_cast<void*>(static_cast<const void*>(&body));
       tasks_ = tasks;
       next_.store(0, std::memory_order_relaxed);
       // A kernel made for 2 threads on a 64-core host wakes one helper, not 63.
@@ -103,19 +112,18 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  ~ThreadPool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    for (std::thread& w : workers_) w.join();
-  }
-
  private:
   ThreadPool() {
     const unsigned hw = std::thread::hardware_concurrency();
-    for (unsigned i = 1; i < hw; ++i) workers_.emplace_back([this, i] { work(i - 1); });
+    for (unsigned i = 1; i < hw; ++i) {
+      workers_.emplace_back([this, i] { work(i - 1); });
+      workers_.back().detach();
+    }
+  }
+
+  static bool& inside_task() {
+    static thread_local bool inside = false;
+    return inside;
   }
 
   void drain() {
@@ -131,8 +139,7 @@ class ThreadPool {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
+        wake_.wait(lock, [&] { return generation_ != seen; });
         seen = generation_;
         if (index >= helpers_) continue;  // not needed for this job
       }
@@ -152,7 +159,6 @@ class ThreadPool {
   std::size_t helpers_ = 0;
   std::size_t busy_ = 0;
   uint64_t generation_ = 0;
-  bool stop_ = false;
 };
 
 }  // namespace detail
