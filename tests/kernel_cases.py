@@ -14,6 +14,8 @@ class Case:
     threads: int = 1
 
     sample: int | None = None  # a random program of the space instead of the optimum
+    a_layout: str = "row"
+    c_layout: str = "row"
 
     @property
     def name(self) -> str:
@@ -21,11 +23,16 @@ class Case:
         a, b, _ = self.dtypes
         acc = "_acc" if self.accumulate else ""
         rnd = "" if self.sample is None else f"_random{self.sample}"
-        return f"mm_{m}x{k}x{n}_{a}_{b}_{self.b_layout}{acc}_t{self.threads}{rnd}"
+        ac = (
+            ""
+            if (self.a_layout, self.c_layout) == ("row", "row")
+            else (f"_A{self.a_layout}_C{self.c_layout}")
+        )
+        return f"mm_{m}x{k}x{n}_{a}_{b}_{self.b_layout}{ac}{acc}_t{self.threads}{rnd}"
 
     @property
     def layouts(self) -> str:
-        return f"row,{self.b_layout},row"
+        return f"{self.a_layout},{self.b_layout},{self.c_layout}"
 
 
 F32 = ("f32", "f32", "f32")
@@ -53,6 +60,11 @@ CASES: tuple[Case, ...] = (
         for dt in (F32, BF16)
         for lay in ("row", "col")
     ),
+    # A and C column-major too: every operand may come in either layout.
+    Case((3, 40, 24), F32, "row", a_layout="col"),
+    Case((5, 32, 20), BF16, "col", accumulate=True, c_layout="col"),
+    Case((4, 48, 17), ("f32", "bf16", "f32"), "row", a_layout="col", c_layout="col"),
+    Case((1, 300, 50), BF16, "col", threads=2, a_layout="col", c_layout="col"),
     # Accumulate.
     Case((4, 64, 32), F32, "row", accumulate=True),
     Case((1, 256, 64), BF16, "col", accumulate=True),

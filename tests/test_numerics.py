@@ -44,11 +44,15 @@ def _raw(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.view(np.uint16) if x.dtype == ml_dtypes.bfloat16 else x)
 
 
+def _memory(x: np.ndarray, layout: str) -> np.ndarray:
+    """The operand as the kernel reads it: col is the transpose, dense (B col: N rows of K)."""
+    return np.ascontiguousarray(x.T if layout == "col" else x)
+
+
 def _run(fn, case: Case, a, b, c0) -> np.ndarray:
-    b_mem = b.T if case.b_layout == "col" else b  # col: N rows of K values
-    c = np.ascontiguousarray(c0.copy())
-    fn(_raw(a), _raw(np.ascontiguousarray(b_mem)), c)
-    return c
+    c = _memory(c0, case.c_layout).copy()  # the kernel writes it; c0 stays the reference
+    fn(_raw(_memory(a, case.a_layout)), _raw(_memory(b, case.b_layout)), c)
+    return c.T if case.c_layout == "col" else c
 
 
 def _reference(case: Case, a, b, c0):
