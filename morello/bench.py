@@ -12,7 +12,7 @@ import shutil
 import signal
 import statistics
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,47 +223,37 @@ def run_benchmarks(
     return limits, results
 
 
+def limit_ratio(limits: MachineLimits, result: BenchResult, memory_bound: bool) -> float:
+    """The fraction of the machine's limit a kernel reaches: read bandwidth at its thread
+    count when memory-bound, else the single-core FMA peak times its threads."""
+    if memory_bound:
+        limit = limits.read_gbps_1t if result.threads <= 1 else limits.read_gbps_2t
+        return result.gbytes_per_s / limit
+    return result.gflops / (limits.fma_gflops_1t * result.threads)
+
+
 def format_report(
-    limits: MachineLimits,
-    results: Sequence[BenchResult],
-    bars: Mapping[str, tuple[str, float]] | None = None,
+    limits: MachineLimits, results: Sequence[BenchResult], memory_bound: Sequence[bool]
 ) -> str:
-    """An aligned table. `ratio` is the fraction of the machine limit reached: read bandwidth
-    at the kernel's thread count for "seed" (memory-bound) kernels, else FMA peak x threads.
-    `bars` maps a label to (name, seconds) of a reference time; `vs bar` = bar / median, so
-    above 1 means faster than the bar."""
+    """An aligned table; ``ratio`` is ``limit_ratio`` of each result."""
     lines = [
         f"read bandwidth: {limits.read_gbps_1t:.1f} GB/s (1 thread), "
         f"{limits.read_gbps_2t:.1f} GB/s (2 threads)",
         f"f32 FMA peak:   {limits.fma_gflops_1t:.1f} GFLOP/s (1 thread)",
     ]
-    head = ["kernel", "median ms", "min ms", "GB/s", "GFLOP/s", "ratio"]
-    if bars:
-        head += ["bar", "vs bar"]
-    rows = [head]
-    for r in results:
-        if r.label.startswith("seed"):
-            limit = limits.read_gbps_1t if r.threads <= 1 else limits.read_gbps_2t
-            ratio = r.gbytes_per_s / limit
-        else:
-            ratio = r.gflops / (limits.fma_gflops_1t * r.threads)
-        row = [
-            r.label,
-            f"{r.median_s * 1e3:.3f}",
-            f"{r.min_s * 1e3:.3f}",
-            f"{r.gbytes_per_s:.1f}",
-            f"{r.gflops:.1f}",
-            f"{ratio:.0%}",
-        ]
-        if bars:
-            bar = bars.get(r.label)
-            row += (
-                [f"{bar[0]} {bar[1] * 1e3:.3f} ms", f"{bar[1] / r.median_s:.2f}x"]
-                if bar
-                else ["", ""]
-            )
-        rows.append(row)
-    widths = [max(len(row[col]) for row in rows) for col in range(len(head))]
+    rows = [["kernel", "median ms", "min ms", "GB/s", "GFLOP/s", "ratio"]]
+    for r, memory in zip(results, memory_bound, strict=True):
+        rows.append(
+            [
+                r.label,
+                f"{r.median_s * 1e3:.3f}",
+                f"{r.min_s * 1e3:.3f}",
+                f"{r.gbytes_per_s:.1f}",
+                f"{r.gflops:.1f}",
+                f"{limit_ratio(limits, r, memory):.0%}",
+            ]
+        )
+    widths = [max(len(row[col]) for row in rows) for col in range(len(rows[0]))]
     for row in rows:
         cells = [row[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
