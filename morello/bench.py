@@ -20,12 +20,11 @@ from typing import Any
 import jinja2
 
 from morello.codegen import TEMPLATES
+from morello.dtypes import Dtype
 
 CXX_FLAGS = ("-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-pthread")
 BANDWIDTH_BYTES = 512 << 20  # must match kBandwidthBytes in bench_main.cpp.j2
 FMA_FLOPS_PER_UNIT = 2 * 8 * 12 * (1 << 16)  # 2 flops x 8 lanes x kFmaChains x kFmaIters
-_C_TYPES = {"f32": "float", "bf16": "std::uint16_t"}
-_DTYPE_BYTES = {"f32": 4, "bf16": 2}
 
 
 class BenchError(RuntimeError):
@@ -40,10 +39,9 @@ class BenchKernel:
     m: int
     k: int
     n: int
-    a_dtype: str
-    b_dtype: str
-    c_dtype: str
-    b_col: bool
+    a_dtype: Dtype
+    b_dtype: Dtype
+    c_dtype: Dtype
     threads: int
 
     @property
@@ -54,7 +52,7 @@ class BenchKernel:
             (self.k * self.n, self.b_dtype),
             (self.m * self.n, self.c_dtype),
         )
-        return sum(count * _DTYPE_BYTES[dtype] for count, dtype in sizes)
+        return sum(count * dtype.size for count, dtype in sizes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +74,6 @@ class MachineLimits:
 
 
 def _check(kernel: BenchKernel) -> None:
-    for dtype in (kernel.a_dtype, kernel.b_dtype, kernel.c_dtype):
-        if dtype not in _C_TYPES:
-            raise ValueError(f"{kernel.label}: unsupported dtype {dtype!r}")
     if not re.fullmatch(r"[A-Za-z_]\w*", kernel.function):
         raise ValueError(f"{kernel.label}: {kernel.function!r} is not a C++ identifier")
     if min(kernel.m, kernel.k, kernel.n, kernel.threads) < 1:
@@ -106,15 +101,15 @@ def render_program(
                 "label": kernel.label.replace("\n", " "),
                 "header_file": header_file,
                 "function": kernel.function,
-                "a_type": _C_TYPES[kernel.a_dtype],
-                "b_type": _C_TYPES[kernel.b_dtype],
-                "c_type": _C_TYPES[kernel.c_dtype],
+                "a_type": kernel.a_dtype.c_type,
+                "b_type": kernel.b_dtype.c_type,
+                "c_type": kernel.c_dtype.c_type,
                 "a_n": kernel.m * kernel.k,
                 "b_n": kernel.k * kernel.n,
                 "c_n": kernel.m * kernel.n,
-                "a_bf16": str(kernel.a_dtype == "bf16").lower(),
-                "b_bf16": str(kernel.b_dtype == "bf16").lower(),
-                "c_bf16": str(kernel.c_dtype == "bf16").lower(),
+                "a_bf16": str(kernel.a_dtype == Dtype.BF16).lower(),
+                "b_bf16": str(kernel.b_dtype == Dtype.BF16).lower(),
+                "c_bf16": str(kernel.c_dtype == Dtype.BF16).lower(),
             }
         )
     env = jinja2.Environment(

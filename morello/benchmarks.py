@@ -8,6 +8,7 @@ from pathlib import Path
 
 from morello.api import matmul_problem, synthesize_spec
 from morello.bench import BenchKernel, format_report, limit_ratio, run_benchmarks
+from morello.dtypes import Dtype
 from morello.memo import InMemoryMemo
 
 
@@ -66,7 +67,7 @@ def _kernel(w: Workload, index: int, memo: InMemoryMemo) -> BenchKernel:
     name = f"bench_kernel_{index}"
     m, k, n = w.shape
     return BenchKernel(
-        w.label, result.to_header(name), name, m, k, n, *w.dtypes, b_col=w.b_col, threads=w.threads
+        w.label, result.to_header(name), name, m, k, n, *map(Dtype.parse, w.dtypes), w.threads
     )
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pybind11
 
+from morello.dtypes import Dtype
+
 ROOT = Path(__file__).resolve().parent.parent
-_C_TYPES = {"f32": "float", "bf16": "uint16_t"}
 TRANSLATION_UNITS = 4  # kernels are split over a few sources so two cores compile in parallel
 
 
@@ -26,7 +27,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def _binding(name: str, a: str, b: str, threads: int) -> str:
-    at, bt = _C_TYPES[a], _C_TYPES[b]
+    at, bt = Dtype.parse(a).c_type, Dtype.parse(b).c_type
     # For multi-threaded kernels also bind the host-executor overload, driven by a plain
     # std::thread executor: the hook a project like gemma.cpp plugs its own pool into.
     custom = ""
