@@ -17,8 +17,8 @@ import jinja2
 
 from morello import __version__
 from morello.dtypes import Dtype
-from morello.kernels import Kernel, KernelKind
-from morello.layout import EVEN_ODD, EvenOdd, Layout, Packed, RowMajor, add
+from morello.kernels import Kernel, KernelKind, is_even_odd_widening
+from morello.layout import EVEN_ODD, Layout, Packed, RowMajor, add
 from morello.program import Program
 from morello.rewrites import Dim, Move, Promote, Tile, ToAccum
 from morello.spec import Op, Spec, SpecError, TensorSpec
@@ -250,11 +250,7 @@ def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
             rows, cols = spec.operands[0].shape
             value = src.value("i", "j") if dst.dtype == Dtype.F32 else src.elem("i", "j")
             fast = None
-            if (
-                isinstance(dst.layout, EvenOdd)
-                and isinstance(src.layout, RowMajor)
-                and (src.dtype == Dtype.BF16)
-            ):
+            if is_even_odd_widening(*spec.operands):
                 fast = {"src_row": src.at("i", 0), "dst_row": dst.at("i", 0)}
             return mac.copy(rows, cols, dst.elem("i", "j"), value, fast)
         case KernelKind.SCALAR_FMA:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from morello.kernels import DotMode, Kernel, KernelKind
-from morello.layout import EVEN_ODD_BLOCK, ColMajor, EvenOdd, RowMajor
+from morello.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening
+from morello.layout import EVEN_ODD_BLOCK, ColMajor, RowMajor
 from morello.rewrites import Action, Promote, Tile
 from morello.spec import Spec, TensorSpec
 from morello.target import F32_LANES, Level
@@ -77,7 +77,7 @@ def kernel_cost(kernel: Kernel, spec: Spec) -> float:
             moved = _vectors(src) * COPY_CYCLES_PER_VECTOR
             if not same_order:
                 moved = _elems(src) * COPY_CYCLES_PER_ELEMENT
-            if _is_even_odd_widening(src, dst):
+            if is_even_odd_widening(src, dst):
                 blocks = math.ceil(src.shape[0] * src.shape[1] / EVEN_ODD_BLOCK)
                 moved = blocks * EVEN_ODD_WIDEN_CYCLES
             return moved + line_cost(src) + line_cost(dst)
@@ -92,14 +92,6 @@ def _elems(t: TensorSpec) -> int:
 
 def _vectors(t: TensorSpec) -> int:
     return math.ceil(_elems(t) * t.dtype.size / 32)
-
-
-def _is_even_odd_widening(src: TensorSpec, dst: TensorSpec) -> bool:
-    return (
-        isinstance(dst.layout, EvenOdd)
-        and isinstance(src.layout, RowMajor)
-        and src.dtype != dst.dtype
-    )
 
 
 def _throughput(fmas: float, loads: float, alu: float, chains_latency: bool = True) -> float:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from morello.dtypes import Dtype
 from morello.layout import ColMajor, EvenOdd, Layout, RowMajor
-from morello.spec import Op, Spec
+from morello.spec import Op, Spec, TensorSpec
 from morello.target import F32_LANES, Level
 
 
@@ -59,6 +59,15 @@ class Kernel:
 
 def _in_memory(level: Level) -> bool:
     return not level.is_register
+
+
+def is_even_odd_widening(src: TensorSpec, dst: TensorSpec) -> bool:
+    """A copy of bf16 rows into even/odd f32: the copy kernel's vector fast path."""
+    return (
+        isinstance(dst.layout, EvenOdd)
+        and isinstance(src.layout, RowMajor)
+        and (src.dtype, dst.dtype) == (Dtype.BF16, Dtype.F32)
+    )
 
 
 def dot_mode(a_dtype: Dtype, a_layout: Layout, b_dtype: Dtype) -> DotMode | None:
