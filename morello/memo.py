@@ -26,6 +26,9 @@ class Memo(Protocol):
 
     def __len__(self) -> int: ...
 
+    def flush(self) -> None:
+        """Make every solution put so far durable (a no-op for memory)."""
+
 
 class InMemoryMemo:
     """A dict. Serial Specs do not depend on the thread count, so they share entries."""
@@ -45,3 +48,6 @@ class InMemoryMemo:
 
     def __len__(self) -> int:
         return len(self._table)
+
+    def flush(self) -> None:
+        pass

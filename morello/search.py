@@ -90,5 +90,7 @@ def synthesize(
     try:
         program = search.program(canonical(spec))
     finally:
+        # Also on an interrupt: what was solved is kept (children before parents).
+        search.memo.flush()
         sys.setrecursionlimit(old_limit)
     return program, SearchStats(search.solved, time.perf_counter() - start)

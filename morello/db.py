@@ -1,0 +1,383 @@
+"""The persistent memo table: ``table.py``'s regions in an SQLite file.
+
+One row per page holds that page's regions, compressed. Every write is one transaction
+that re-reads the pages it touches, merges the new points into them and writes them
+back, so a crash or a ``kill -9`` leaves the last committed state (SQLite's write-ahead
+log), and two processes writing at once serialize on SQLite's write lock instead of
+overwriting each other. Solutions are written in the order the search finds them,
+children before parents, so a solution in the file always has its sub-Specs' solutions
+there too, which is what recomputing its cost needs.
+
+The file records the format version, the target and a fingerprint of the model (the
+sources that define the rewrite space and the costs); a file that disagrees on any of
+them is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from morello import table
+from morello.cost import action_cost
+from morello.memo import Solution
+from morello.rewrites import Action, expand
+from morello.spec import Spec, SpecError
+from morello.table import Point, Regions, decode_action, encode_action, locate
+from morello.target import AVX2_LIMITS
+
+TARGET = f"avx2 {AVX2_LIMITS}"
+# The modules whose meaning a stored action depends on: what a Spec is, which rewrites
+# and kernels exist, what they cost, and how all of it is encoded.
+MODEL_MODULES = ("dtypes", "layout", "target", "spec", "kernels", "rewrites", "cost", "table")
+
+FLUSH_EVERY = 50_000  # solutions kept in memory before a write; bounds loss on a crash
+LOCK_TIMEOUT_S = 300.0  # waiting for another process's write is normal, not an error
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tables(id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+                                  coords INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS actions(id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS pages(table_id INTEGER NOT NULL REFERENCES tables(id),
+                                 page INTEGER NOT NULL, regions INTEGER NOT NULL,
+                                 specs INTEGER NOT NULL, data BLOB NOT NULL,
+                                 PRIMARY KEY(table_id, page)) WITHOUT ROWID;
+"""
+
+
+class MemoDBError(SpecError):
+    """The memo file cannot be used: corrupt, foreign, or written by another model."""
+
+
+def model_fingerprint() -> str:
+    digest = hashlib.sha256(f"format {table.FORMAT_VERSION}\n{TARGET}\n".encode())
+    package = Path(__file__).resolve().parent
+    for name in MODEL_MODULES:
+        digest.update(name.encode() + b"\0" + (package / f"{name}.py").read_bytes())
+    return digest.hexdigest()
+
+
+def default_path() -> Path:
+    """In the user's cache directory, named by the model fingerprint: a new version of
+    the model starts its own file instead of meeting an incompatible one."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "morello" / f"memo-{model_fingerprint()[:16]}.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class TableStats:
+    key: str
+    pages: int
+    regions: int
+    specs: int
+
+
+@dataclass(frozen=True, slots=True)
+class DBStats:
+    path: Path
+    tables: tuple[TableStats, ...]
+    file_bytes: int
+    region_bytes: int  # compressed region data alone
+    row_per_spec_bytes: int  # the same solutions as one row per Spec: coordinates + action
+
+    @property
+    def specs(self) -> int:
+        return sum(t.specs for t in self.tables)
+
+    @property
+    def regions(self) -> int:
+        return sum(t.regions for t in self.tables)
+
+
+class MemoDB:
+    """A ``Memo`` backed by a file. Lookups read pages once per process; new solutions
+    are kept in memory and written every ``flush_every`` solutions and by ``flush()``."""
+
+    def __init__(self, path: Path | str, *, flush_every: int = FLUSH_EVERY) -> None:
+        self.path = Path(path)
+        self.flush_every = flush_every
+        self.loaded = 0  # solutions answered from the file
+        self._solved: dict[tuple[Spec, int], Solution] = {}
+        self._pending: list[tuple[Point, Action | None]] = []
+        self._pages: dict[tuple[int, int], Regions] = {}
+        self._tables: dict[str, tuple[int, int]] = {}  # key -> (id, coordinates)
+        self._actions: dict[str, int] = {}
+        self._action_text: dict[int, str] = {}
+        self._version = -1
+        self._conn = self._open()
+
+    # --- Opening and checking.
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MemoDBError(f"cannot create {self.path.parent}: {e.strerror or e}") from None
+        try:
+            conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as e:
+            raise MemoDBError(f"cannot open memo table {self.path}: {e}") from None
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
+            with _transaction(conn):
+                for statement in _SCHEMA.split(";"):
+                    conn.execute(statement)
+                self._check_meta(conn)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise MemoDBError(
+                f"{self.path} is not a readable morello memo table ({e}); "
+                "delete it or pass another --db"
+            ) from None
+        except MemoDBError:
+            conn.close()
+            raise
+        return conn
+
+    def _check_meta(self, conn: sqlite3.Connection) -> None:
+        expected = {
+            "format": str(table.FORMAT_VERSION),
+            "target": TARGET,
+            "model": model_fingerprint(),
+        }
+        found = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        if not found:
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", expected.items())
+            return
+        what = {"format": "format version", "target": "target", "model": "cost model"}
+        for name, value in expected.items():
+            if found.get(name) != value:
+                raise MemoDBError(
+                    f"{self.path} was written for another {what[name]} "
+                    f"({found.get(name, 'none')!r}, this morello has {value!r}); "
+                    "its solutions would be misread: delete it or pass another --db"
+                )
+
+    def close(self) -> None:
+        self.flush()
+        self._conn.close()
+
+    def __enter__(self) -> MemoDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- The Memo interface.
+
+    def get(self, spec: Spec, threads: int) -> Solution | None:
+        key = (spec, 1 if spec.serial else threads)
+        found = self._solved.get(key)
+        if found is not None:
+            return found
+        action_id = self._find(locate(*key))
+        if action_id is None:
+            return None
+        solution = self._derive(spec, threads, decode_action(self._action_text[action_id]))
+        if solution is not None:
+            self._solved[key] = solution
+            self.loaded += 1
+        return solution
+
+    def put(self, spec: Spec, threads: int, solution: Solution) -> None:
+        key = (spec, 1 if spec.serial else threads)
+        self._solved[key] = solution
+        self._pending.append((locate(*key), solution.action))
+        if len(self._pending) >= self.flush_every:
+            self.flush()
+
+    def __len__(self) -> int:
+        return len(self._solved)
+
+    def contains(self, spec: Spec, threads: int) -> bool:
+        """Whether ``spec`` is solved, without recomputing its cost."""
+        key = (spec, 1 if spec.serial else threads)
+        return key in self._solved or self._find(locate(*key)) is not None
+
+    def _derive(self, spec: Spec, threads: int, action: Action | None) -> Solution | None:
+        """The stored action's cost, from its sub-Specs' solutions (also stored)."""
+        if action is None:
+            return Solution(None, math.inf)
+        children = expand(spec, action)
+        if children is None:
+            return None
+        costs = []
+        for child in children:
+            sol = self.get(child, threads)
+            if sol is None or sol.action is None:
+                return None  # not written by a search of this model: solve it again
+            costs.append(sol.cost)
+        return Solution(action, action_cost(spec, action, children, costs, threads))
+
+    # --- Reading.
+
+    def refresh(self) -> None:
+        """Forget cached pages if another process has written since they were read."""
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._version = version
+            self._pages.clear()
+            self._tables = {
+                key: (tid, coords)
+                for tid, key, coords in self._conn.execute("SELECT id, key, coords FROM tables")
+            }
+            for aid, text in self._conn.execute("SELECT id, text FROM actions"):
+                self._actions[text] = aid
+                self._action_text[aid] = text
+
+    def _find(self, point: Point) -> int | None:
+        if self._version < 0:
+            self.refresh()
+        entry = self._tables.get(point.table)
+        if entry is None:
+            return None
+        page = self._page(entry[0], point.page, entry[1])
+        return page.find(point.coords)
+
+    def _page(self, table_id: int, page: int, coords: int) -> Regions:
+        cached = self._pages.get((table_id, page))
+        if cached is None:
+            row = self._conn.execute(
+                "SELECT data FROM pages WHERE table_id = ? AND page = ?", (table_id, page)
+            ).fetchone()
+            cached = Regions.empty(coords) if row is None else Regions.from_bytes(row[0], coords)
+            self._pages[(table_id, page)] = cached
+        return cached
+
+    # --- Writing.
+
+    def flush(self) -> None:
+        """Write every pending solution in one transaction."""
+        if not self._pending:
+            return
+        pending = self._pending
+        written: dict[tuple[int, int], Regions] = {}
+        try:
+            self._write(pending, written)
+        except BaseException:
+            self._version = -1  # ids handed out in the rolled-back transaction are void
+            self._tables.clear()
+            self._actions.clear()
+            raise
+        self._pending = []
+        self._pages.update(written)
+
+    def _write(
+        self, pending: list[tuple[Point, Action | None]], written: dict[tuple[int, int], Regions]
+    ) -> None:
+        with _transaction(self._conn):
+            table_ids = {p.table: self._table_id(p) for p, _ in pending}
+            action_ids = {text: self._action_id(text) for text in {encode_action(a) for _, a in pending}}
+            by_table: dict[int, list[tuple[int, tuple[int, ...], int]]] = defaultdict(list)
+            for point, action in pending:
+                by_table[table_ids[point.table]].append(
+                    (point.page, point.coords, action_ids[encode_action(action)])
+                )
+            for tid, points in by_table.items():
+                written.update(self._write_table(tid, points))
+
+    def _write_table(
+        self, tid: int, points: list[tuple[int, tuple[int, ...], int]]
+    ) -> dict[tuple[int, int], Regions]:
+        """Merge new points into their pages of one table: all pages in one vectorized
+        merge, with the page as a leading coordinate that is never merged along."""
+        pages = sorted({page for page, _, _ in points})
+        coords = np.array([(page, *c) for page, c, _ in points], np.int64)
+        regions = Regions.of_points(coords, np.array([a for _, _, a in points], np.int64))
+        dims = coords.shape[1] - 1
+        for page in pages:
+            row = self._conn.execute(
+                "SELECT data FROM pages WHERE table_id = ? AND page = ?", (tid, page)
+            ).fetchone()
+            if row is not None:
+                old = Regions.from_bytes(row[0], dims)
+                tag = np.full((len(old), 1), page, np.int64)
+                regions = regions.union(
+                    Regions(np.hstack((tag, old.lo)), np.hstack((tag, old.hi)), old.action)
+                )
+        regions = regions.merged(fixed=1)
+        written = {}
+        for page in pages:
+            rows = regions.lo[:, 0] == page
+            merged = Regions(regions.lo[rows, 1:], regions.hi[rows, 1:], regions.action[rows])
+            self._conn.execute(
+                "INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?)",
+                (tid, page, len(merged), merged.specs, merged.to_bytes()),
+            )
+            written[(tid, page)] = merged
+        return written
+
+    # Ids are handed out inside the caller's transaction, so never twice for one value.
+
+    def _table_id(self, point: Point) -> int:
+        if point.table not in self._tables:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO tables(key, coords) VALUES (?, ?)",
+                (point.table, len(point.coords)),
+            )
+            row = self._conn.execute("SELECT id FROM tables WHERE key = ?", (point.table,))
+            self._tables[point.table] = (row.fetchone()[0], len(point.coords))
+        return self._tables[point.table][0]
+
+    def _action_id(self, text: str) -> int:
+        if text not in self._actions:
+            self._conn.execute("INSERT OR IGNORE INTO actions(text) VALUES (?)", (text,))
+            (aid,) = self._conn.execute("SELECT id FROM actions WHERE text = ?", (text,)).fetchone()
+            self._actions[text] = aid
+            self._action_text[aid] = text
+        return self._actions[text]
+
+    def trim(self) -> None:
+        """Drop solutions held in memory once they are written; the file answers them."""
+        self.flush()
+        self._solved.clear()
+
+    # --- Reporting.
+
+    def stats(self) -> DBStats:
+        self.flush()
+        rows = self._conn.execute(
+            "SELECT t.key, t.coords, count(*), sum(p.regions), sum(p.specs), "
+            "sum(length(p.data)) FROM pages p JOIN tables t ON t.id = p.table_id "
+            "GROUP BY t.id ORDER BY sum(p.specs) DESC"
+        ).fetchall()
+        tables = tuple(TableStats(key, pages, regions, specs) for key, _, pages, regions, specs, _ in rows)
+        # One row per Spec would hold its table id, its coordinates and its action id.
+        per_spec = sum(specs * 4 * (coords + 2) for _, coords, _, _, specs, _ in rows)
+        files = [self.path, Path(f"{self.path}-wal")]
+        return DBStats(
+            self.path,
+            tables,
+            sum(f.stat().st_size for f in files if f.exists()),
+            sum(r[5] for r in rows),
+            per_spec,
+        )
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE takes the write lock up front, so two writers queue instead of one
+    failing halfway; any exception, KeyboardInterrupt included, rolls back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def open_memo(path: Path | None) -> MemoDB:
+    """The memo table at ``path``, or at the default location."""
+    return MemoDB(default_path() if path is None else path)
