@@ -278,7 +278,9 @@ class MemoDB:
     ) -> None:
         with _transaction(self._conn):
             table_ids = {p.table: self._table_id(p) for p, _ in pending}
-            action_ids = {text: self._action_id(text) for text in {encode_action(a) for _, a in pending}}
+            action_ids = {
+                text: self._action_id(text) for text in {encode_action(a) for _, a in pending}
+            }
             by_table: dict[int, list[tuple[int, tuple[int, ...], int]]] = defaultdict(list)
             for point, action in pending:
                 by_table[table_ids[point.table]].append(
@@ -352,7 +354,9 @@ class MemoDB:
             "sum(length(p.data)) FROM pages p JOIN tables t ON t.id = p.table_id "
             "GROUP BY t.id ORDER BY sum(p.specs) DESC"
         ).fetchall()
-        tables = tuple(TableStats(key, pages, regions, specs) for key, _, pages, regions, specs, _ in rows)
+        tables = tuple(
+            TableStats(key, pages, regions, specs) for key, _, pages, regions, specs, _ in rows
+        )
         # One row per Spec would hold its table id, its coordinates and its action id.
         per_spec = sum(specs * 4 * (coords + 2) for _, coords, _, _, specs, _ in rows)
         files = [self.path, Path(f"{self.path}-wal")]

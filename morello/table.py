@@ -137,9 +137,7 @@ def decode_action(text: str) -> Action | None:
         case ["move", operand, level, layout, dtype]:
             return Move(int(operand), Level[level], _layout(layout), Dtype(dtype))
         case ["kernel", kind, mode, unroll]:
-            return Kernel(
-                KernelKind(kind), None if mode == "-" else DotMode(mode), int(unroll)
-            )
+            return Kernel(KernelKind(kind), None if mode == "-" else DotMode(mode), int(unroll))
     raise ValueError(f"unknown action encoding {text!r}")
 
 
@@ -215,7 +213,11 @@ class Regions:
         if len(self) < 2:
             return self
         others = [c for c in range(self.lo.shape[1]) if c != axis]
-        group_cols = [self.action, *(self.lo[:, c] for c in others), *(self.hi[:, c] for c in others)]
+        group_cols = [
+            self.action,
+            *(self.lo[:, c] for c in others),
+            *(self.hi[:, c] for c in others),
+        ]
         order = np.lexsort([self.lo[:, axis], *group_cols])
         lo, hi, action = self.lo[order], self.hi[order], self.action[order]
         keys = np.column_stack([col[order] for col in group_cols])
