@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -13,6 +14,8 @@ from morello import __version__
 from morello.api import matmul_problem, synthesize_spec
 from morello.codegen import check_name
 from morello.cpu import missing_features
+from morello.db import MemoDB, default_db_path, format_stats, open_memo
+from morello.memo import InMemoryMemo, Memo
 from morello.spec import SpecError
 
 
@@ -43,11 +46,62 @@ def _build_parser() -> argparse.ArgumentParser:
     mm.add_argument("--name", default="matmul", help="C++ function name (default: matmul)")
     mm.add_argument("-o", "--output", type=Path, help="header file to write (default: stdout)")
     mm.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    _db_options(mm)
 
     bench = commands.add_parser("bench", help="time synthesized kernels against machine limits")
     bench.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     bench.add_argument("--workdir", type=Path, help="where to build (default: a temp dir)")
+    bench.add_argument(
+        "--synthesis",
+        action="store_true",
+        help="time synthesis instead (cold and warm memo table) and the table's compression",
+    )
+    _db_options(bench)
+
+    pre = commands.add_parser(
+        "precompute", help="fill the memo table with every matmul up to a size"
+    )
+    pre.add_argument("--max-size", type=int, default=64, help="largest M, K and N (default 64)")
+    pre.add_argument(
+        "--dtypes",
+        action="append",
+        help="A,B,C dtypes, repeatable (default: f32,f32,f32 and bf16,bf16,f32)",
+    )
+    pre.add_argument(
+        "--layouts", action="append", help="A,B,C layouts, repeatable (default: row,row,row)"
+    )
+    pre.add_argument("--threads", type=int, default=1, help="threads the kernels run on")
+    pre.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)"
+    )
+    _db_options(pre, can_disable=False)
+
+    db = commands.add_parser("db", help="inspect the memo table")
+    db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
+    stats = db_commands.add_parser("stats", help="tables, Specs, regions, bytes, compression")
+    stats.add_argument("--tables", type=int, default=10, help="largest tables to list")
+    _db_options(stats, can_disable=False)
     return parser
+
+
+def _db_options(parser: argparse.ArgumentParser, *, can_disable: bool = True) -> None:
+    parser.add_argument(
+        "--db",
+        type=Path,
+        help=f"memo table file (default: {default_db_path()}, or $MORELLO_DB)",
+    )
+    if can_disable:
+        parser.add_argument(
+            "--no-db", action="store_true", help="search in memory only; read and write no file"
+        )
+
+
+def _memo(args: argparse.Namespace) -> Memo:
+    if getattr(args, "no_db", False):
+        if args.db is not None:
+            raise SpecError("--db and --no-db contradict each other: pass one")
+        return InMemoryMemo()
+    return open_memo(args.db)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -70,14 +124,18 @@ def _synth(args: argparse.Namespace) -> int:
         if tty:
             print(f"\rsearching: {solved:,} Specs solved", end="", file=report, flush=True)
 
-    result = synthesize_spec(spec, threads=args.threads, progress=progress)
+    memo = _memo(args)
+    try:
+        result = synthesize_spec(spec, threads=args.threads, memo=memo, progress=progress)
+    finally:
+        memo.close()
     if tty:
         print("\r\x1b[K", end="", file=report)
     header = result.to_header(args.name)
     print(result.program.render_tree(color=color), file=report)
     print(
         f"\npredicted cost {result.program.cost:,.0f}; {result.stats.specs_solved:,} Specs "
-        f"solved in {result.stats.seconds:.2f} s",
+        f"solved in {result.stats.seconds:.2f} s{_memo_note(memo)}",
         file=report,
     )
     if args.output:
@@ -92,13 +150,61 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from morello.benchmarks import run_suite
+def _memo_note(memo: Memo) -> str:
+    if not isinstance(memo, MemoDB):
+        return " (no memo table)"
+    return f"; {memo.loaded:,} answered from the memo table {memo.path}"
 
-    if args.workdir is not None:
-        return run_suite(args.workdir, quick=args.quick)
-    with tempfile.TemporaryDirectory(prefix="morello-bench-") as tmp:
-        return run_suite(Path(tmp), quick=args.quick)
+
+def _bench(args: argparse.Namespace) -> int:
+    from morello.benchmarks import run_suite, run_synthesis_suite
+
+    if args.synthesis:
+        return run_synthesis_suite(args.db)
+    memo = _memo(args)
+    try:
+        if args.workdir is not None:
+            return run_suite(args.workdir, memo, quick=args.quick)
+        with tempfile.TemporaryDirectory(prefix="morello-bench-") as tmp:
+            return run_suite(Path(tmp), memo, quick=args.quick)
+    finally:
+        memo.close()
+
+
+def _precompute(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from morello import precompute
+
+    if args.max_size < 1:
+        raise SpecError(f"--max-size must be at least 1, got {args.max_size}")
+    if args.jobs < 1:
+        raise SpecError(f"--jobs must be at least 1, got {args.jobs}")
+    path = args.db or default_db_path()
+    todo = precompute.problems(
+        args.max_size,
+        args.dtypes or ["f32,f32,f32", "bf16,bf16,f32"],
+        args.layouts or ["row,row,row"],
+        args.threads,
+    )
+    left = precompute.pending(path, todo)
+    print(
+        f"{len(todo):,} matmuls up to {args.max_size}^3; {len(todo) - len(left):,} already "
+        f"in {path}; solving {len(left):,} on {args.jobs} processes",
+        file=sys.stderr,
+    )
+    with tqdm(total=len(todo), initial=len(todo) - len(left), unit="matmul") as bar:
+        precompute.run(path, left, workers=args.jobs, progress=bar.update)
+    return _db_stats(argparse.Namespace(db=path, tables=0))
+
+
+def _db_stats(args: argparse.Namespace) -> int:
+    path = args.db or default_db_path()
+    if not path.exists():
+        raise SpecError(f"no memo table at {path} (nothing synthesized into it yet)")
+    with MemoDB(path) as memo:
+        print(format_stats(memo.stats(), args.tables))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _synth(args)
             case "bench":
                 return _bench(args)
+            case "precompute":
+                return _precompute(args)
+            case "db":
+                return _db_stats(args)
     except SpecError as e:
         print(f"morello: error: {e}", file=sys.stderr)
         return 2

@@ -67,9 +67,11 @@ def model_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def default_path() -> Path:
-    """In the user's cache directory, named by the model fingerprint: a new version of
-    the model starts its own file instead of meeting an incompatible one."""
+def default_db_path() -> Path:
+    """$MORELLO_DB, else in the user's cache directory, named by the model fingerprint: a
+    new version of the model starts its own file instead of meeting an incompatible one."""
+    if os.environ.get("MORELLO_DB"):
+        return Path(os.environ["MORELLO_DB"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "morello" / f"memo-{model_fingerprint()[:16]}.sqlite3"
 
@@ -160,13 +162,15 @@ class MemoDB:
             if found.get(name) != value:
                 raise MemoDBError(
                     f"{self.path} was written for another {what[name]} "
-                    f"({found.get(name, 'none')!r}, this morello has {value!r}); "
+                    f"({_short(found.get(name, 'none'))}, this morello has {_short(value)}); "
                     "its solutions would be misread: delete it or pass another --db"
                 )
 
     def close(self) -> None:
-        self.flush()
-        self._conn.close()
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
 
     def __enter__(self) -> MemoDB:
         return self
@@ -184,7 +188,7 @@ class MemoDB:
         action_id = self._find(locate(*key))
         if action_id is None:
             return None
-        solution = self._derive(spec, threads, decode_action(self._action_text[action_id]))
+        solution = self._derive(spec, threads, self._action(action_id))
         if solution is not None:
             self._solved[key] = solution
             self.loaded += 1
@@ -232,9 +236,17 @@ class MemoDB:
                 key: (tid, coords)
                 for tid, key, coords in self._conn.execute("SELECT id, key, coords FROM tables")
             }
-            for aid, text in self._conn.execute("SELECT id, text FROM actions"):
-                self._actions[text] = aid
-                self._action_text[aid] = text
+            self._load_actions()
+
+    def _load_actions(self) -> None:
+        for aid, text in self._conn.execute("SELECT id, text FROM actions"):
+            self._actions[text] = aid
+            self._action_text[aid] = text
+
+    def _action(self, action_id: int) -> Action | None:
+        if action_id not in self._action_text:  # written by another process since we looked
+            self._load_actions()
+        return decode_action(self._action_text[action_id])
 
     def _find(self, point: Point) -> int | None:
         if self._version < 0:
@@ -369,6 +381,10 @@ class MemoDB:
         )
 
 
+def _short(value: str) -> str:
+    return repr(value[:16] + "..." if len(value) > 16 else value)
+
+
 @contextlib.contextmanager
 def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """BEGIN IMMEDIATE takes the write lock up front, so two writers queue instead of one
@@ -384,4 +400,29 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 def open_memo(path: Path | None) -> MemoDB:
     """The memo table at ``path``, or at the default location."""
-    return MemoDB(default_path() if path is None else path)
+    return MemoDB(default_db_path() if path is None else path)
+
+
+def format_stats(stats: DBStats, largest: int = 10) -> str:
+    def ratio(a: int, b: int) -> str:
+        return f"{a / b:,.1f}x" if b else "-"
+
+    lines = [
+        f"memo table {stats.path}",
+        f"  tables            {len(stats.tables):>12,}",
+        f"  Specs covered     {stats.specs:>12,}",
+        f"  regions stored    {stats.regions:>12,}   "
+        f"{ratio(stats.specs, stats.regions)} Specs per region",
+        f"  bytes on disk     {stats.file_bytes:>12,}   "
+        f"{ratio(stats.row_per_spec_bytes, stats.file_bytes)} smaller than one row per Spec "
+        f"({stats.row_per_spec_bytes:,} bytes)",
+        f"  region data       {stats.region_bytes:>12,}   compressed, "
+        f"{ratio(stats.row_per_spec_bytes, stats.region_bytes)} smaller",
+    ]
+    if largest and stats.tables:
+        lines += ["", f"  {'Specs':>10}  {'regions':>8}  {'ratio':>7}  table (largest first)"]
+        for t in stats.tables[:largest]:
+            lines.append(
+                f"  {t.specs:>10,}  {t.regions:>8,}  {ratio(t.specs, t.regions):>7}  {t.key}"
+            )
+    return "\n".join(lines)

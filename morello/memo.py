@@ -29,6 +29,8 @@ class Memo(Protocol):
     def flush(self) -> None:
         """Make every solution put so far durable (a no-op for memory)."""
 
+    def close(self) -> None: ...
+
 
 class InMemoryMemo:
     """A dict. Serial Specs do not depend on the thread count, so they share entries."""
@@ -50,4 +52,7 @@ class InMemoryMemo:
         return len(self._table)
 
     def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
         pass

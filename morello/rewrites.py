@@ -13,10 +13,16 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from morello.dtypes import Dtype
-from morello.kernels import Kernel, kernels_for
+from morello.kernels import (
+    DOT_TEMPORARIES,
+    DOT_UNROLLS,
+    OUTER_FMA_TEMPORARIES,
+    Kernel,
+    kernels_for,
+)
 from morello.layout import CACHE_LINE, COL, EVEN_ODD, ROW, Layout, Packed
 from morello.spec import Op, Spec, TensorSpec
-from morello.target import Level, MemoryLimits
+from morello.target import F32_LANES, Level, MemoryLimits
 
 A, B, C = 0, 1, 2
 
@@ -123,10 +129,12 @@ def expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
 
 @lru_cache(maxsize=1 << 16)
 def canonical(spec: Spec) -> Spec:
-    """Cap the cache budgets at what the Spec's subtree could ever allocate, so that Specs
-    reached with more room than they can use share one memo entry."""
+    """Cap the budgets at what the Spec's subtree could ever use, so that Specs reached
+    with more room than they can use share one memo entry. Every check of a budget is
+    ``need <= budget`` with a need no larger than the cap, so capping changes no answer."""
     if not spec.is_matmul:
-        return spec
+        # Zero and Move are single kernels that allocate nothing.
+        return spec if spec.limits == NO_BUDGET else replace(spec, limits=NO_BUDGET)
     l1_need = l2_need = 0
     for index, t in enumerate(spec.operands):
         if t.level.is_register:
@@ -137,13 +145,29 @@ def canonical(spec: Spec) -> Spec:
             l1_need += EVEN_ODD.buffer_elems(t.shape) * Dtype.F32.size  # the largest copy
     limits = spec.limits
     capped = MemoryLimits(
-        limits.vrf, min(limits.l1, _ceil_pow2(l1_need)), min(limits.l2, _ceil_pow2(l2_need))
+        min(limits.vrf, _vrf_need(spec)),
+        min(limits.l1, _ceil_pow2(l1_need)),
+        min(limits.l2, _ceil_pow2(l2_need)),
     )
     return spec if capped == limits else replace(spec, limits=capped)
 
 
+NO_BUDGET = MemoryLimits(0, 0, 0)
+
+
+def _vrf_need(spec: Spec) -> int:
+    """The most vector registers any check below ``spec`` asks for, allocations included:
+    holding C (or a tile of it) in registers, then the outer-product kernel's row of C
+    and its broadcast; or the dot kernel's accumulators and temporaries."""
+    c = spec.operands[C]
+    row = -(-c.shape[1] // F32_LANES) + OUTER_FMA_TEMPORARIES
+    if c.level == Level.VRF:
+        return row
+    return max(c.registers + row, 2 * max(DOT_UNROLLS) + DOT_TEMPORARIES)
+
+
 def _ceil_pow2(x: int) -> int:
-    return 1 << max(0, x - 1).bit_length()
+    return 0 if x <= 0 else 1 << (x - 1).bit_length()
 
 
 def _expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:

@@ -114,17 +114,20 @@ class Spec:
     limits: MemoryLimits
     serial: bool
     _hash: int = field(init=False, repr=False, compare=False)
+    _mkn: tuple[int, int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_hash", hash((self.op, self.operands, self.limits, self.serial)))
+        if len(self.operands) == 3:
+            a, _, c = self.operands
+            object.__setattr__(self, "_mkn", (c.shape[0], a.shape[1], c.shape[1]))
 
     def __hash__(self) -> int:
         return self._hash
 
     @property
     def mkn(self) -> tuple[int, int, int]:
-        a, _, c = self.operands
-        return c.shape[0], a.shape[1], c.shape[1]
+        return self._mkn
 
     @property
     def is_matmul(self) -> bool:

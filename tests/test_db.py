@@ -1,0 +1,222 @@
+"""The persistent memo table (``morello/db.py``): answers read back equal answers computed,
+warm synthesis does not search, and the file survives kills, concurrent writers and
+foreign or corrupt files."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from morello.api import matmul_problem, synthesize_spec
+from morello.db import MemoDB, MemoDBError
+from morello.memo import InMemoryMemo
+from morello.rewrites import canonical
+from morello.search import synthesize
+from morello.spec import Spec
+
+
+def solved_in_memory(spec: Spec, threads: int = 1) -> InMemoryMemo:
+    memo = InMemoryMemo()
+    synthesize(spec, threads=threads, memo=memo)
+    return memo
+
+
+def assert_file_agrees(path: Path, memo: InMemoryMemo, *, complete: bool) -> int:
+    """Every solution the file holds equals the in-memory one, action and cost exactly;
+    with ``complete``, it holds all of them. Returns how many it holds."""
+    held = 0
+    with MemoDB(path) as db:
+        for (spec, threads), expected in memo._table.items():
+            if not db.contains(spec, threads):
+                assert not complete, f"{spec} missing"
+                continue
+            assert db.get(spec, threads) == expected, spec
+            held += 1
+    return held
+
+
+problems = st.builds(
+    lambda m, k, n, dt, lay, threads: (f"{m}x{k}x{n}", dt, lay, threads),
+    st.integers(1, 12),
+    st.integers(1, 40),
+    st.integers(1, 40),
+    st.sampled_from(["f32,f32,f32", "bf16,bf16,f32", "f32,bf16,f32"]),
+    st.sampled_from(["row,row,row", "row,col,row", "col,row,col"]),
+    st.sampled_from([1, 2]),
+)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(problems)
+def test_solutions_read_back_from_the_file_equal_those_computed_without_it(
+    tmp_path: Path, problem: tuple[str, str, str, int]
+) -> None:
+    shape, dtypes, layouts, threads = problem
+    spec = canonical(matmul_problem(shape, dtypes, layouts, threads=threads))
+    path = tmp_path / f"{shape}-{dtypes}-{layouts}-{threads}.sqlite3".replace(",", "_")
+    with MemoDB(path, flush_every=97) as db:  # several flushes: merges into written pages
+        synthesize(spec, threads=threads, memo=db)
+    assert assert_file_agrees(path, solved_in_memory(spec, threads), complete=True) > 0
+
+
+def test_a_solved_spec_is_answered_without_searching(tmp_path: Path) -> None:
+    spec = matmul_problem("1x256x512", "bf16,bf16,f32", "row,col,row")
+    path = tmp_path / "memo.sqlite3"
+    with MemoDB(path) as db:
+        cold = synthesize_spec(spec, memo=db)
+    with MemoDB(path) as db:
+        warm = synthesize_spec(spec, memo=db)
+        assert db.loaded > 0
+    assert cold.stats.specs_solved > 1000
+    assert warm.stats.specs_solved == 0
+    assert warm.program.cost == cold.program.cost
+    assert warm.to_header("k") == cold.to_header("k")
+
+
+def test_a_larger_spec_reuses_the_smaller_optima(tmp_path: Path) -> None:
+    small = matmul_problem("1x128x64", "bf16,bf16,f32", "row,col,row")
+    large = matmul_problem("1x128x512", "bf16,bf16,f32", "row,col,row")
+    path = tmp_path / "memo.sqlite3"
+    with MemoDB(path) as db:
+        synthesize_spec(small, memo=db)
+    with MemoDB(path) as db:
+        reusing = synthesize_spec(large, memo=db)
+        assert db.loaded > 0
+    alone = synthesize_spec(large, memo=InMemoryMemo())
+    assert reusing.stats.specs_solved < alone.stats.specs_solved
+    assert reusing.program.cost == alone.program.cost
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from morello.api import matmul_problem
+    from morello.db import MemoDB
+    from morello.search import synthesize
+    from morello.rewrites import canonical
+
+    path, shape, flush_every = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    spec = canonical(matmul_problem(shape, "f32,f32,f32"))
+    with MemoDB(path, flush_every=flush_every) as db:
+        synthesize(spec, memo=db)
+    """
+)
+
+
+def start_writer(tmp_path: Path, path: Path, shape: str, flush_every: int) -> subprocess.Popen:
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    return subprocess.Popen([sys.executable, str(script), str(path), shape, str(flush_every)])
+
+
+def integrity(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_kill_9_leaves_a_readable_file_with_every_committed_solution(tmp_path: Path) -> None:
+    path = tmp_path / "memo.sqlite3"
+    shape = "24x64x40"
+    writer = start_writer(tmp_path, path, shape, flush_every=100)
+    deadline = time.monotonic() + 60
+    pages = 0
+    while pages < 3 and time.monotonic() < deadline:  # wait for a few commits
+        time.sleep(0.05)
+        if path.exists():
+            try:
+                conn = sqlite3.connect(path, timeout=5)
+                pages = conn.execute("SELECT count(*) FROM pages").fetchone()[0]
+                conn.close()
+            except sqlite3.OperationalError:
+                pass  # the schema is not there yet
+    assert writer.poll() is None, "the writer finished before it could be killed"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert integrity(path) == "ok"
+    memo = solved_in_memory(canonical(matmul_problem(shape, "f32,f32,f32")))
+    held = assert_file_agrees(path, memo, complete=False)
+    assert 0 < held < len(memo)
+    # Synthesis picks up where the killed process stopped.
+    with MemoDB(path) as db:
+        resumed = synthesize(canonical(matmul_problem(shape, "f32,f32,f32")), memo=db)[1]
+    assert resumed.specs_solved == len(memo) - held
+    assert_file_agrees(path, memo, complete=True)
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "memo.sqlite3"
+    shapes = ("24x64x48", "32x48x64")  # overlapping sub-Specs, different tops
+    writers = [start_writer(tmp_path, path, s, flush_every=200) for s in shapes]
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    assert integrity(path) == "ok"
+    for shape in shapes:
+        memo = solved_in_memory(canonical(matmul_problem(shape, "f32,f32,f32")))
+        assert assert_file_agrees(path, memo, complete=True) == len(memo)
+
+
+def test_a_file_of_another_format_target_or_model_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "memo.sqlite3"
+    with MemoDB(path) as db:
+        synthesize(canonical(matmul_problem("4x4x4", "f32,f32,f32")), memo=db)
+    for name, words in (
+        ("format", "format version"),
+        ("target", "target"),
+        ("model", "cost model"),
+    ):
+        conn = sqlite3.connect(path)
+        (old,) = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        conn.execute("UPDATE meta SET value = 'other' WHERE name = ?", (name,))
+        conn.commit()
+        with pytest.raises(MemoDBError, match=f"another {words}"):
+            MemoDB(path)
+        conn.execute("UPDATE meta SET value = ? WHERE name = ?", (old, name))
+        conn.commit()
+        conn.close()
+    MemoDB(path).close()  # restored: accepted again
+
+
+@pytest.mark.parametrize(
+    "content", [b"this is not a database" * 100, b"SQLite format 3\x00" + b"\xff" * 4000]
+)
+def test_a_corrupt_file_gets_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "memo.sqlite3"
+    path.write_bytes(content)
+    with pytest.raises(MemoDBError, match="not a readable morello memo table"):
+        MemoDB(path)
+    assert path.read_bytes() == content  # and it is left as it was
+
+
+def test_an_interrupted_write_rolls_back_and_can_be_retried(tmp_path: Path) -> None:
+    path = tmp_path / "memo.sqlite3"
+    spec = canonical(matmul_problem("8x8x8", "f32,f32,f32"))
+    db = MemoDB(path, flush_every=10**9)
+    synthesize_without_flush = InMemoryMemo()
+    synthesize(spec, memo=synthesize_without_flush)
+    for (s, t), sol in synthesize_without_flush._table.items():
+        db.put(s, t, sol)
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    original = db._write_table
+    db._write_table = interrupt  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        db.flush()
+    db._write_table = original  # type: ignore[method-assign]
+    assert assert_file_agrees(path, synthesize_without_flush, complete=False) == 0
+    db.close()  # the retry writes everything
+    assert_file_agrees(path, synthesize_without_flush, complete=True)
