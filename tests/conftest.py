@@ -54,3 +54,9 @@ def compiled(programs: dict[str, Program]):
         for case in CASES
     ]
     return build(kernels, CACHE)
+
+
+@pytest.fixture(autouse=True)
+def _memo_file_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands write the memo table where $MORELLO_DB says: never in the user's cache."""
+    monkeypatch.setenv("MORELLO_DB", str(tmp_path / "default-memo.sqlite3"))

@@ -189,3 +189,75 @@ def test_python_api_refuses_mismatched_threads() -> None:
     with pytest.raises(morello.SpecError, match="threads"):
         morello.synthesize(spec)
     assert morello.synthesize(spec, threads=2).threads == 2
+
+
+# The memo table from the command line.
+
+
+def test_a_second_synth_answers_from_the_memo_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "memo.sqlite3")
+    args = synth("8x64x24", BF16, "--layouts", "row,col,row", "--db", db)
+    code, first, cold = run(args, capsys)
+    assert code == 0, cold
+    code, second, warm = run(args, capsys)
+    assert code == 0, warm
+    assert " 0 Specs solved" not in cold
+    assert " 0 Specs solved" in warm and "answered from the memo table" in warm
+    assert first == second  # the same header
+    code, out, err = run(["db", "stats", "--db", db], capsys)
+    assert code == 0, err
+    for words in ("tables", "Specs covered", "regions stored", "Specs per region", "bytes"):
+        assert words in out
+
+
+def test_no_db_writes_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(synth("4x8x16", F32, "--no-db"), capsys)
+    assert code == 0, err
+    assert "no memo table" in err
+    assert not (tmp_path / "default-memo.sqlite3").exists()
+    code, _, err = run(synth("4x8x16", F32), capsys)  # the default location ($MORELLO_DB)
+    assert code == 0, err
+    assert (tmp_path / "default-memo.sqlite3").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (synth("4x8x16", F32, "--db", "x.sqlite3", "--no-db"), ["--db", "--no-db"]),
+        (["db", "stats", "--db", "missing.sqlite3"], ["no memo table", "missing.sqlite3"]),
+        (["precompute", "--max-size", "0"], ["--max-size", "0"]),
+        (["precompute", "--jobs", "0"], ["--jobs", "0"]),
+        (["precompute", "--dtypes", "f16,f32,f32"], ["'f16'"]),
+    ],
+)
+def test_memo_table_errors(
+    argv: list[str], words: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert err.startswith("morello: error:"), err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_a_corrupt_memo_table_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "memo.sqlite3"
+    bad.write_text("not a database\n" * 200)
+    for argv in (synth("2x3x4", F32, "--db", str(bad)), ["db", "stats", "--db", str(bad)]):
+        result = run_process(*argv)
+        assert result.returncode == 2, result.stderr
+        assert "not a readable morello memo table" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_precompute_fills_then_skips(tmp_path: Path) -> None:
+    db = str(tmp_path / "memo.sqlite3")
+    first = run_process("precompute", "--max-size", "2", "--jobs", "2", "--db", db)
+    assert first.returncode == 0, first.stderr
+    assert "16 matmuls up to 2^3; 0 already" in first.stderr
+    assert "Specs per region" in first.stdout
+    again = run_process("precompute", "--max-size", "3", "--jobs", "1", "--db", db)
+    assert again.returncode == 0, again.stderr
+    assert "54 matmuls up to 3^3; 16 already" in again.stderr
