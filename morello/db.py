@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import sqlite3
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -260,10 +261,18 @@ class MemoDB:
     def _page(self, table_id: int, page: int, coords: int) -> Regions:
         cached = self._pages.get((table_id, page))
         if cached is None:
-            row = self._conn.execute(
-                "SELECT data FROM pages WHERE table_id = ? AND page = ?", (table_id, page)
-            ).fetchone()
-            cached = Regions.empty(coords) if row is None else Regions.from_bytes(row[0], coords)
+            try:
+                row = self._conn.execute(
+                    "SELECT data FROM pages WHERE table_id = ? AND page = ?", (table_id, page)
+                ).fetchone()
+                cached = (
+                    Regions.empty(coords) if row is None else Regions.from_bytes(row[0], coords)
+                )
+            except (sqlite3.Error, zlib.error, ValueError) as e:
+                raise MemoDBError(
+                    f"{self.path} is not a readable morello memo table (page {page} of table "
+                    f"{table_id}: {e}); delete it or pass another --db"
+                ) from None
             self._pages[(table_id, page)] = cached
         return cached
 
@@ -277,10 +286,12 @@ class MemoDB:
         written: dict[tuple[int, int], Regions] = {}
         try:
             self._write(pending, written)
-        except BaseException:
+        except BaseException as e:
             self._version = -1  # ids handed out in the rolled-back transaction are void
             self._tables.clear()
             self._actions.clear()
+            if isinstance(e, sqlite3.Error):
+                raise MemoDBError(f"cannot write the memo table {self.path}: {e}") from None
             raise
         self._pending = []
         self._pages.update(written)

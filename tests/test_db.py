@@ -220,3 +220,30 @@ def test_an_interrupted_write_rolls_back_and_can_be_retried(tmp_path: Path) -> N
     assert assert_file_agrees(path, synthesize_without_flush, complete=False) == 0
     db.close()  # the retry writes everything
     assert_file_agrees(path, synthesize_without_flush, complete=True)
+
+
+def test_a_damaged_page_and_a_failed_write_get_clear_errors(tmp_path: Path) -> None:
+    path = tmp_path / "memo.sqlite3"
+    spec = canonical(matmul_problem("4x8x8", "f32,f32,f32"))
+    with MemoDB(path) as db:
+        synthesize(spec, memo=db)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE pages SET data = x'00ff00ff'")
+    conn.commit()
+    conn.close()
+    with MemoDB(path) as db, pytest.raises(MemoDBError, match="not a readable morello memo"):
+        db.get(spec, 1)
+
+    # A write that cannot get the lock in time (here another connection holds it).
+    fresh = tmp_path / "fresh.sqlite3"
+    db = MemoDB(fresh)
+    db._conn.execute("PRAGMA busy_timeout = 50")
+    holder = sqlite3.connect(fresh, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    db.put(spec, 1, solved_in_memory(spec).get(spec, 1))  # type: ignore[arg-type]
+    with pytest.raises(MemoDBError, match=r"cannot write the memo table.*locked"):
+        db.flush()
+    holder.execute("ROLLBACK")
+    db.close()  # the pending solution is written once the lock is free
+    with MemoDB(fresh) as again:
+        assert again.contains(spec, 1)
