@@ -316,26 +316,31 @@ class MemoDB:
         self, tid: int, points: list[tuple[int, tuple[int, ...], int]]
     ) -> dict[tuple[int, int], Regions]:
         """Merge new points into their pages of one table: all pages in one vectorized
-        merge, with the page as a leading coordinate that is never merged along."""
-        pages = sorted({page for page, _, _ in points})
-        coords = np.array([(page, *c) for page, c, _ in points], np.int64)
-        regions = Regions.of_points(coords, np.array([a for _, _, a in points], np.int64))
-        dims = coords.shape[1] - 1
-        for page in pages:
+        merge, with the page as a leading coordinate that is never merged along.
+
+        Regions stay disjoint (so a page's Spec count is the sum of its regions' volumes):
+        a point another process or an earlier search already wrote is not added again."""
+        rows = np.unique(np.array([(page, *c, a) for page, c, a in points], np.int64), axis=0)
+        dims = rows.shape[1] - 2
+        parts = []
+        for page in np.unique(rows[:, 0]).tolist():
+            new = rows[rows[:, 0] == page]
             row = self._conn.execute(
                 "SELECT data FROM pages WHERE table_id = ? AND page = ?", (tid, page)
             ).fetchone()
             if row is not None:
                 old = Regions.from_bytes(row[0], dims)
+                new = new[~old.covers(new[:, 1:-1])]
                 tag = np.full((len(old), 1), page, np.int64)
-                regions = regions.union(
+                parts.append(
                     Regions(np.hstack((tag, old.lo)), np.hstack((tag, old.hi)), old.action)
                 )
-        regions = regions.merged(fixed=1)
+            parts.append(Regions.of_points(new[:, :-1], new[:, -1]))
+        regions = Regions.concatenate(parts).merged(fixed=1)
         written = {}
-        for page in pages:
-            rows = regions.lo[:, 0] == page
-            merged = Regions(regions.lo[rows, 1:], regions.hi[rows, 1:], regions.action[rows])
+        for page in np.unique(rows[:, 0]).tolist():
+            here = regions.lo[:, 0] == page
+            merged = Regions(regions.lo[here, 1:], regions.hi[here, 1:], regions.action[here])
             self._conn.execute(
                 "INSERT OR REPLACE INTO pages VALUES (?, ?, ?, ?, ?)",
                 (tid, page, len(merged), merged.specs, merged.to_bytes()),

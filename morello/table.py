@@ -176,7 +176,7 @@ class Regions:
 
     @property
     def specs(self) -> int:
-        """Points covered (regions never overlap once merged)."""
+        """Points covered: regions built by ``add`` never overlap."""
         return int(np.prod(self.hi - self.lo + 1, axis=1).sum())
 
     def find(self, point: tuple[int, ...]) -> int | None:
@@ -187,11 +187,33 @@ class Regions:
         inside = np.flatnonzero(((self.lo <= p) & (p <= self.hi)).all(axis=1))
         return int(self.action[inside[0]]) if len(inside) else None
 
-    def union(self, other: Regions) -> Regions:
+    def covers(self, points: np.ndarray) -> np.ndarray:
+        """For each row of ``points``, whether some region holds it."""
+        found = np.zeros(len(points), bool)
+        if not len(self.action):
+            return found
+        step = max(1, (1 << 22) // (len(self.action) * self.lo.shape[1]))  # bounded memory
+        for start in range(0, len(points), step):
+            p = points[start : start + step, None, :]
+            inside = ((self.lo <= p) & (p <= self.hi)).all(axis=2)
+            found[start : start + step] = inside.any(axis=1)
+        return found
+
+    def add(self, coords: np.ndarray, actions: np.ndarray) -> Regions:
+        """These regions with the points they do not hold yet, merged. Regions stay
+        disjoint, so ``specs`` stays exact when the same point arrives twice (two
+        processes solving the same Spec)."""
+        coords = np.asarray(coords, np.int64).reshape(-1, self.lo.shape[1])
+        rows = np.unique(np.column_stack((coords, actions)).astype(np.int64), axis=0)
+        rows = rows[~self.covers(rows[:, :-1])]
+        return Regions.concatenate([self, Regions.of_points(rows[:, :-1], rows[:, -1])]).merged()
+
+    @staticmethod
+    def concatenate(parts: list[Regions]) -> Regions:
         return Regions(
-            np.concatenate((self.lo, other.lo)),
-            np.concatenate((self.hi, other.hi)),
-            np.concatenate((self.action, other.action)),
+            np.concatenate([p.lo for p in parts]),
+            np.concatenate([p.hi for p in parts]),
+            np.concatenate([p.action for p in parts]),
         )
 
     def merged(self, fixed: int = 0) -> Regions:

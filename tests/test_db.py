@@ -163,9 +163,13 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     writers = [start_writer(tmp_path, path, s, flush_every=200) for s in shapes]
     assert [w.wait(timeout=300) for w in writers] == [0, 0]
     assert integrity(path) == "ok"
+    distinct = set()
     for shape in shapes:
         memo = solved_in_memory(canonical(matmul_problem(shape, "f32,f32,f32")))
         assert assert_file_agrees(path, memo, complete=True) == len(memo)
+        distinct |= set(memo._table)
+    with MemoDB(path) as db:  # Specs both solved are stored, and counted, once
+        assert db.stats().specs == len(distinct)
 
 
 def test_a_file_of_another_format_target_or_model_is_refused(tmp_path: Path) -> None:

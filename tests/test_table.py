@@ -53,13 +53,14 @@ def test_merging_in_pieces_equals_merging_at_once(
     """The file merges new points into regions already merged: the answers must not depend
     on how the points arrived."""
     coords, acts = points
-    first = Regions.of_points(coords[cut:], acts[cut:]).merged()
-    both = first.union(Regions.of_points(coords[:cut], acts[:cut])).merged()
-    again = both.union(Regions.of_points(coords, acts)).merged()  # duplicates, as from two writers
+    first = Regions.empty(coords.shape[1]).add(coords[cut:], acts[cut:])
+    both = first.add(coords[:cut], acts[:cut])
+    again = both.add(coords, acts)  # every point a second time, as from a second writer
     for c, a in zip(coords, acts, strict=True):
         assert both.find(tuple(c)) == a
         assert again.find(tuple(c)) == a
-    assert again.specs == len(coords)
+    assert both.specs == again.specs == len(coords)  # regions stay disjoint
+    assert np.array_equal(both.covers(coords), np.ones(len(coords), bool))
 
 
 @settings(max_examples=100, deadline=None)
