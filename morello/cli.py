@@ -10,11 +10,18 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from morello import __version__
+from morello import __version__, cmake_dir, kernel_list
 from morello.api import matmul_problem, synthesize_spec
 from morello.codegen import check_name
 from morello.cpu import missing_features
 from morello.db import MemoDB, default_db_path, format_stats, open_memo
+from morello.generate import (
+    UMBRELLA,
+    check_umbrella,
+    generate,
+    generator_inputs,
+    header_names,
+)
 from morello.memo import InMemoryMemo, Memo
 from morello.spec import SpecError
 
@@ -33,6 +40,12 @@ class _Parser(argparse.ArgumentParser):
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="morello", description=__doc__)
     parser.add_argument("--version", action="version", version=f"morello {__version__}")
+    parser.add_argument(
+        "--cmake-dir",
+        action="version",
+        version=str(cmake_dir()),
+        help="print the directory of MorelloConfig.cmake (for Morello_DIR) and exit",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     synth = commands.add_parser("synth", help="synthesize a kernel and emit a C++ header")
@@ -75,6 +88,21 @@ def _build_parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)"
     )
     _db_options(pre, can_disable=False)
+
+    gen = commands.add_parser(
+        "generate", help="synthesize every kernel of a kernel list (TOML) into headers"
+    )
+    gen.add_argument("kernels", type=Path, help="the kernel list, e.g. kernels.toml")
+    gen.add_argument("-o", "--output-dir", type=Path, required=True, help="where headers go")
+    gen.add_argument(
+        "--umbrella", default=UMBRELLA, help=f"header that includes all (default {UMBRELLA})"
+    )
+    gen.add_argument(
+        "--list",
+        action="store_true",
+        help="print the headers it would write and the files they depend on, and stop",
+    )
+    _db_options(gen)
 
     db = commands.add_parser("db", help="inspect the memo table")
     db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
@@ -198,6 +226,33 @@ def _precompute(args: argparse.Namespace) -> int:
     return _db_stats(argparse.Namespace(db=path, tables=0))
 
 
+def _generate(args: argparse.Namespace) -> int:
+    requests = kernel_list.load(args.kernels)
+    check_umbrella(requests, args.umbrella)
+    if args.list:
+        for name in header_names(requests, args.umbrella):
+            print(f"output {args.output_dir / name}")
+        for path in generator_inputs(args.kernels):
+            print(f"depends {path}")
+        return 0
+    memo = _memo(args)
+    try:
+        result = generate(
+            requests,
+            args.output_dir,
+            memo,
+            umbrella=args.umbrella,
+            progress=lambda r: print(f"morello: synthesizing {r.name}", file=sys.stderr),
+        )
+    finally:
+        memo.close()
+    for path in result.written:
+        print(f"morello: wrote {path}", file=sys.stderr)
+    if result.unchanged:
+        print(f"morello: {len(result.unchanged)} headers unchanged", file=sys.stderr)
+    return 0
+
+
 def _db_stats(args: argparse.Namespace) -> int:
     path = args.db or default_db_path()
     if not path.exists():
@@ -215,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _synth(args)
             case "bench":
                 return _bench(args)
+            case "generate":
+                return _generate(args)
             case "precompute":
                 return _precompute(args)
             case "db":

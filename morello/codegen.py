@@ -296,13 +296,28 @@ def render_body(program: Program, threads: int) -> str:
     return "\n".join(_indent(_Emitter(threads).emit(program, views)))
 
 
-def contract(spec: Spec) -> str:
+def contract(spec: Spec, bias: str | None = None) -> str:
     m, k, n = spec.mkn
     a, b, c = spec.operands
-    op = "+=" if spec.op == Op.MATMUL_ACCUM else "="
+    op = "+=" if spec.op == Op.MATMUL_ACCUM and bias != "store" else "="
+    plus = f" + bias[{n}] (f32, the same for every row)" if bias else ""
     return (
-        f"C[{m}x{n}] {op} A[{m}x{k}] · B[{k}x{n}]; A {a.dtype.value} {a.layout}, "
+        f"C[{m}x{n}] {op} A[{m}x{k}] · B[{k}x{n}]{plus}; A {a.dtype.value} {a.layout}, "
         f"B {b.dtype.value} {b.layout}, C {c.dtype.value} {c.layout}"
+    )
+
+
+def _bias_prologue(spec: Spec, bias: str) -> str:
+    """Write (or add) the bias into C; the program then accumulates A·B onto it. One pass
+    over C, which a matrix-vector product reads far less of than it reads of B."""
+    m, _, n = spec.mkn
+    c = spec.operands[2]
+    at = c.layout.offset_expr("i", "j", str(c.layout.dense_ld(c.shape)))
+    op = "=" if bias == "store" else "+="
+    return (
+        f"  for (int64_t i = 0; i < {m}; ++i) {{\n"
+        f"    for (int64_t j = 0; j < {n}; ++j) c[{at}] {op} bias[j];\n"
+        "  }"
     )
 
 
@@ -326,6 +341,10 @@ _HEADER_NAMES = frozenset(
         "b",
         "c",
         "parallel_for",
+        "bias",
+        "Dtype",
+        "Layout",
+        "KernelList",
         "detail",
         "DefaultParallelFor",
         "morello",
@@ -350,9 +369,13 @@ def check_name(name: str, what: str = "kernel name") -> None:
         raise SpecError(f"{what} {name!r} is reserved to the C++ implementation")
 
 
-def render_header(program: Program, name: str, *, threads: int = 1) -> str:
+def render_header(program: Program, name: str, *, threads: int = 1, bias: str | None = None) -> str:
+    """``bias``: None, "store" (C = A·B + bias) or "add" (C += A·B + bias); either needs a
+    program that accumulates onto C."""
     check_name(name)
     spec = program.spec
+    if bias is not None and (bias not in ("store", "add") or spec.op != Op.MATMUL_ACCUM):
+        raise ValueError(f"bias {bias!r} needs an accumulating program and 'store' or 'add'")
     a, b, _ = spec.operands
     return (
         _env()
@@ -364,9 +387,18 @@ def render_header(program: Program, name: str, *, threads: int = 1) -> str:
             cost=f"{program.cost:,.0f}",
             threads=threads,
             tree=program.render_tree().splitlines(),
-            contract=contract(spec),
+            contract=contract(spec, bias),
             a_type=a.dtype.c_type,
             b_type=b.dtype.c_type,
+            bias=bias is not None,
+            m=spec.mkn[0],
+            k=spec.mkn[1],
+            n=spec.mkn[2],
+            a_dtype=a.dtype.value,
+            b_dtype=b.dtype.value,
+            layouts=[str(t.layout) for t in spec.operands],
+            accumulate=spec.op == Op.MATMUL_ACCUM and bias != "store",
+            prologue=_bias_prologue(spec, bias) if bias else "",
             body=render_body(program, threads),
         )
     )

@@ -39,7 +39,7 @@ class Program:
         visit(self, "", "")
         return "\n".join(lines)
 
-    def to_header(self, name: str, *, threads: int = 1) -> str:
+    def to_header(self, name: str, *, threads: int = 1, bias: str | None = None) -> str:
         from morello.codegen import render_header
 
-        return render_header(self, name, threads=threads)
+        return render_header(self, name, threads=threads, bias=bias)

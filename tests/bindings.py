@@ -26,16 +26,19 @@ def _write_if_changed(path: Path, text: str) -> None:
         path.write_text(text)
 
 
-def _binding(name: str, a: str, b: str, threads: int) -> str:
+def _binding(name: str, a: str, b: str, threads: int, bias: bool) -> str:
     at, bt = Dtype.parse(a).c_type, Dtype.parse(b).c_type
+    # With a bias the Python function takes it as a fourth array, after c.
+    params = ", Arr<float> bias" if bias else ""
+    args = "bias.data(), " if bias else ""
     # For multi-threaded kernels also bind the host-executor overload, driven by a plain
     # std::thread executor: the hook a project like gemma.cpp plugs its own pool into.
     custom = ""
     if threads > 1:
         custom = f"""
-  m.def("{name}_host_pool", [](Arr<{at}> a, Arr<{bt}> b, Arr<float> c) {{
+  m.def("{name}_host_pool", [](Arr<{at}> a, Arr<{bt}> b, Arr<float> c{params}) {{
     py::gil_scoped_release unlocked;
-    morello::{name}(a.data(), b.data(), c.mutable_data(), [](std::size_t n, auto&& body) {{
+    morello::{name}(a.data(), b.data(), {args}c.mutable_data(), [](std::size_t n, auto&& body) {{
       std::vector<std::thread> threads;
       for (std::size_t t = 1; t < n; ++t) threads.emplace_back([&body, t] {{ body(t); }});
       if (n > 0) body(0);
@@ -45,9 +48,9 @@ def _binding(name: str, a: str, b: str, threads: int) -> str:
     return f"""
 #include "{name}.hpp"
 void register_{name}(py::module_& m) {{
-  m.def("{name}", [](Arr<{at}> a, Arr<{bt}> b, Arr<float> c) {{
+  m.def("{name}", [](Arr<{at}> a, Arr<{bt}> b, Arr<float> c{params}) {{
     py::gil_scoped_release unlocked;
-    morello::{name}(a.data(), b.data(), c.mutable_data());
+    morello::{name}(a.data(), b.data(), {args}c.mutable_data());
   }});{custom}
 }}
 """
@@ -62,16 +65,16 @@ template <class T> using Arr = py::array_t<T, py::array::c_style>;
 """
 
 
-def build(kernels: Sequence[tuple[str, str, str, str, int]], cache: Path):
-    """kernels: (name, header text, A dtype, B dtype, threads). Returns the module."""
+def build(kernels: Sequence[tuple[str, str, str, str, int, bool]], cache: Path):
+    """kernels: (name, header text, A dtype, B dtype, threads, bias). Returns the module."""
     src = cache / "src"
     build_dir = cache / "build"
     src.mkdir(parents=True, exist_ok=True)
     for name, header, *_ in kernels:
         _write_if_changed(src / f"{name}.hpp", header)
     units: list[list[str]] = [[] for _ in range(TRANSLATION_UNITS)]
-    for i, (name, _, a, b, threads) in enumerate(kernels):
-        units[i % TRANSLATION_UNITS].append(_binding(name, a, b, threads))
+    for i, (name, _, a, b, threads, bias) in enumerate(kernels):
+        units[i % TRANSLATION_UNITS].append(_binding(name, a, b, threads, bias))
     for i, unit in enumerate(units):
         _write_if_changed(src / f"unit{i}.cpp", _PRELUDE + "".join(unit))
     names = [k[0] for k in kernels]

@@ -30,7 +30,7 @@ def programs() -> dict[str, Program]:
             ",".join(case.dtypes),
             case.layouts,
             threads=case.threads,
-            accumulate=case.accumulate,
+            accumulate=case.accumulate or case.bias,
         )
         if case.sample is None:
             found[case.name] = synthesize_spec(spec, threads=case.threads, memo=memo).program
@@ -46,10 +46,11 @@ def compiled(programs: dict[str, Program]):
     kernels = [
         (
             case.name,
-            programs[case.name].to_header(case.name, threads=case.threads),
+            programs[case.name].to_header(case.name, threads=case.threads, bias=case.bias_mode),
             case.dtypes[0],
             case.dtypes[1],
             case.threads,
+            case.bias,
         )
         for case in CASES
     ]

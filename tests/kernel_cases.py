@@ -16,12 +16,17 @@ class Case:
     sample: int | None = None  # a random program of the space instead of the optimum
     a_layout: str = "row"
     c_layout: str = "row"
+    bias: bool = False  # + bias[N]: the program accumulates onto C after the bias is set
+
+    @property
+    def bias_mode(self) -> str | None:
+        return None if not self.bias else "add" if self.accumulate else "store"
 
     @property
     def name(self) -> str:
         m, k, n = self.shape
         a, b, _ = self.dtypes
-        acc = "_acc" if self.accumulate else ""
+        acc = ("_acc" if self.accumulate else "") + ("_bias" if self.bias else "")
         rnd = "" if self.sample is None else f"_random{self.sample}"
         ac = (
             ""
@@ -76,6 +81,10 @@ CASES: tuple[Case, ...] = (
     Case((16, 64, 128), F32, "row", threads=2),
     Case((1, 512, 1000), BF16, "col", threads=2),
     Case((7, 96, 40), BF16, "col", accumulate=True, threads=2),
+    # A fused bias, stored or added, as gemma.cpp's MatVecAdd needs.
+    Case((1, 2048, 512), BF16, "col", bias=True),
+    Case((1, 320, 200), ("f32", "bf16", "f32"), "col", bias=True, threads=2),
+    Case((3, 40, 21), F32, "row", accumulate=True, bias=True, c_layout="col"),
     # The seed: Gemma 2B's FFW gating projection, one token of decode.
     Case((1, 2048, 16384), BF16, "col"),
     Case((1, 2048, 16384), BF16, "col", threads=2),

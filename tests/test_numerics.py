@@ -3,8 +3,9 @@
 Tolerance. Inputs are exact (bf16 values are exactly representable in f32, and products
 of two bf16 are exact in f32); the kernel's only error is f32 rounding of products (f32
 inputs) and of the running sums. Whatever the summation order, each output then satisfies
-|c - ref| <= (K + 2) * u * (sum_k |a_ik * b_kj| + |c0_ij|), with u = 2^-24 the unit
-roundoff of f32 (Higham, Accuracy and Stability of Numerical Algorithms, 3.1 and 4.2).
+|c - ref| <= (K + 2) * u * (sum_k |a_ik * b_kj| + |c0_ij| + |bias_j|), with u = 2^-24 the
+unit roundoff of f32, for a sum of at most K + 2 terms, c0 and the bias among them
+(Higham, Accuracy and Stability of Numerical Algorithms, 3.1 and 4.2).
 A second check uses small integers, for which every step is exact: any dropped,
 repeated or misplaced term shows as an exact mismatch.
 """
@@ -36,7 +37,8 @@ def _operands(case: Case, rng: np.random.Generator, integers: bool):
     a = draw((m, k), case.dtypes[0])
     b = draw((k, n), case.dtypes[1])
     c0 = draw((m, n), "f32") if case.accumulate else np.full((m, n), np.nan, np.float32)
-    return a, b, c0
+    bias = draw((n,), "f32") if case.bias else None
+    return a, b, c0, bias
 
 
 def _raw(x: np.ndarray) -> np.ndarray:
@@ -49,19 +51,24 @@ def _memory(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x.T if layout == "col" else x)
 
 
-def _run(fn, case: Case, a, b, c0) -> np.ndarray:
+def _run(fn, case: Case, a, b, c0, bias) -> np.ndarray:
     c = _memory(c0, case.c_layout).copy()  # the kernel writes it; c0 stays the reference
-    fn(_raw(_memory(a, case.a_layout)), _raw(_memory(b, case.b_layout)), c)
+    fn(_raw(_memory(a, case.a_layout)), _raw(_memory(b, case.b_layout)), c, *_bias(bias))
     return c.T if case.c_layout == "col" else c
 
 
-def _reference(case: Case, a, b, c0):
+def _bias(bias) -> tuple[np.ndarray, ...]:
+    return () if bias is None else (bias,)
+
+
+def _reference(case: Case, a, b, c0, bias):
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     ref = a64 @ b64
     magnitude = np.abs(a64) @ np.abs(b64)
-    if case.accumulate:
-        ref = ref + c0
-        magnitude = magnitude + np.abs(c0.astype(np.float64))
+    for extra in (c0 if case.accumulate else None, bias):
+        if extra is not None:  # the bias broadcasts over the rows
+            ref = ref + extra
+            magnitude = magnitude + np.abs(extra.astype(np.float64))
     return ref, magnitude
 
 
@@ -74,11 +81,11 @@ def _variants(compiled, case: Case):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_random_within_derived_tolerance(compiled, case: Case) -> None:
     rng = np.random.default_rng(zlib.crc32(case.name.encode()))
-    a, b, c0 = _operands(case, rng, integers=False)
-    ref, magnitude = _reference(case, a, b, c0)
+    a, b, c0, bias = _operands(case, rng, integers=False)
+    ref, magnitude = _reference(case, a, b, c0, bias)
     tol = (case.shape[1] + 2) * U_F32 * magnitude
     for fn in _variants(compiled, case):
-        got = _run(fn, case, a, b, c0).astype(np.float64)
+        got = _run(fn, case, a, b, c0, bias).astype(np.float64)
         err = np.abs(got - ref)
         worst = np.unravel_index(np.argmax(err - tol), err.shape)
         assert np.all(err <= tol), (
@@ -89,10 +96,10 @@ def test_random_within_derived_tolerance(compiled, case: Case) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_small_integers_exact(compiled, case: Case) -> None:
     rng = np.random.default_rng(7)
-    a, b, c0 = _operands(case, rng, integers=True)
-    ref, _ = _reference(case, a, b, c0)
+    a, b, c0, bias = _operands(case, rng, integers=True)
+    ref, _ = _reference(case, a, b, c0, bias)
     for fn in _variants(compiled, case):
-        got = _run(fn, case, a, b, c0)
+        got = _run(fn, case, a, b, c0, bias)
         mismatch = np.argwhere(got != ref)
         assert mismatch.size == 0, f"{case.name}: {len(mismatch)} wrong, first at {mismatch[0]}"
 
