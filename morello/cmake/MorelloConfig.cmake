@@ -4,6 +4,10 @@
 #   morello_add_kernels(<target> KERNELS <kernels.toml> [DB <memo file>]
 #                       [OUTPUT_DIR <dir>] [UMBRELLA <name.hpp>])
 #
+# DB defaults to morello's own ($MORELLO_DB, else the user's cache directory); OUTPUT_DIR
+# to <binary dir>/<target>; UMBRELLA to morello_kernels.hpp, which defines the list
+# morello::morello_kernels of every kernel's descriptor.
+#
 # <target> becomes an INTERFACE library: link it to get the headers on the include path
 # and the compile flags they need (C++17, -mavx2 -mfma). The headers are regenerated when
 # the kernel list, the morello package (its version, model or templates) change; a header
@@ -96,7 +100,7 @@ function(morello_add_kernels target)
   if(ARG_UMBRELLA)
     list(APPEND options --umbrella "${ARG_UMBRELLA}")
   endif()
-  set(db_options --no-db)
+  set(db_options "")  # morello's default memo table ($MORELLO_DB, else the user's cache)
   if(ARG_DB)
     get_filename_component(db "${ARG_DB}" ABSOLUTE BASE_DIR "${CMAKE_CURRENT_BINARY_DIR}")
     set(db_options --db "${db}")
