@@ -134,13 +134,11 @@ def run_synthesis_suite(precomputed: Path | None) -> int:
     for label, specs, cold_s, warm_s in rows:
         print(f"{label:32} {specs:>10,} {cold_s:>8.2f}s {specs / cold_s:>9,.0f} {warm_s:>14.2f}s")
     print()
-    seed = rows[0]
-    for what, value, bar in (("cold seed", seed[2], 60.0), ("warm seed", seed[3], 1.0)):
+    # The bars: the seed (first) cold within a minute, every kernel warm within 1 s.
+    bars = [(f"cold {rows[0][0]}", rows[0][2], 60.0)]
+    bars += [(f"warm {label}", warm_s, 1.0) for label, _, _, warm_s in rows]
+    for what, value, bar in bars:
         print(f"bar {'met' if value <= bar else 'MISSED':6}  {what}: {value:.2f} s (bar {bar:g} s)")
-    warm_big = rows[1][3]
-    print(
-        f"bar {'met' if warm_big <= 1.0 else 'MISSED':6}  warm 1024^3: {warm_big:.2f} s (bar 1 s)"
-    )
     if precomputed is not None:
         with MemoDB(precomputed) as memo:
             stats = memo.stats()
