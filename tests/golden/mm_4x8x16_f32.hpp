@@ -178,6 +178,19 @@ struct DefaultParallelFor {
 }  // namespace morello
 #endif  // MORELLO_RUNTIME_V1_
 
+#ifndef MORELLO_DESCRIPTORS_V1_
+#define MORELLO_DESCRIPTORS_V1_
+namespace morello {
+// What a generated kernel computes, as compile-time values: each header defines a
+// `<name>_kernel` struct of these, and an umbrella header lists them all in a
+// KernelList, so host code can pick a kernel by shape and types when it compiles.
+enum class Dtype { f32, bf16 };
+enum class Layout { row, col };
+template <class... Kernels>
+struct KernelList {};
+}  // namespace morello
+#endif  // MORELLO_DESCRIPTORS_V1_
+
 
 namespace morello {
 
@@ -231,5 +244,22 @@ inline void mm_4x8x16_f32(const float* __restrict a, const float* __restrict b,
     float* __restrict c) {
   mm_4x8x16_f32(a, b, c, DefaultParallelFor{});
 }
+
+struct mm_4x8x16_f32_kernel {
+  static constexpr const char* name = "mm_4x8x16_f32";
+  static constexpr int64_t m = 4, k = 8, n = 16;
+  static constexpr Dtype a_dtype = Dtype::f32, b_dtype = Dtype::f32;
+  static constexpr Layout a_layout = Layout::row, b_layout = Layout::row,
+                          c_layout = Layout::row;
+  static constexpr bool accumulate = false;  // C += ..., else C = ...
+  static constexpr bool bias = false;  // a bias argument before c
+  static constexpr int threads = 1;
+  using a_type = float;
+  using b_type = float;
+  template <class... Args>
+  static void run(Args&&... args) {
+    mm_4x8x16_f32(static_cast<Args&&>(args)...);
+  }
+};
 
 }  // namespace morello

@@ -174,6 +174,19 @@ struct DefaultParallelFor {
 }  // namespace morello
 #endif  // MORELLO_RUNTIME_V1_
 
+#ifndef MORELLO_DESCRIPTORS_V1_
+#define MORELLO_DESCRIPTORS_V1_
+namespace morello {
+// What a generated kernel computes, as compile-time values: each header defines a
+// `<name>_kernel` struct of these, and an umbrella header lists them all in a
+// KernelList, so host code can pick a kernel by shape and types when it compiles.
+enum class Dtype { f32, bf16 };
+enum class Layout { row, col };
+template <class... Kernels>
+struct KernelList {};
+}  // namespace morello
+#endif  // MORELLO_DESCRIPTORS_V1_
+
 
 namespace morello {
 
@@ -351,5 +364,22 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
     float* __restrict c) {
   mv_1x64x40_bf16_col_t2(a, b, c, DefaultParallelFor{});
 }
+
+struct mv_1x64x40_bf16_col_t2_kernel {
+  static constexpr const char* name = "mv_1x64x40_bf16_col_t2";
+  static constexpr int64_t m = 1, k = 64, n = 40;
+  static constexpr Dtype a_dtype = Dtype::bf16, b_dtype = Dtype::bf16;
+  static constexpr Layout a_layout = Layout::row, b_layout = Layout::col,
+                          c_layout = Layout::row;
+  static constexpr bool accumulate = false;  // C += ..., else C = ...
+  static constexpr bool bias = false;  // a bias argument before c
+  static constexpr int threads = 2;
+  using a_type = uint16_t;
+  using b_type = uint16_t;
+  template <class... Args>
+  static void run(Args&&... args) {
+    mv_1x64x40_bf16_col_t2(static_cast<Args&&>(args)...);
+  }
+};
 
 }  // namespace morello
