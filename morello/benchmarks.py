@@ -1,7 +1,16 @@
-"""``morello bench``: the suite of synthesized kernels, timed against this machine's limits."""
+"""``morello bench``: the suite, timed side by side with every peer and the machine's limits.
+
+Each thread count runs in its own process, pinned to that many cores and with every peer's
+runtime told the same count. Within it, workload by workload, our kernel, each peer and the
+two limit probes (streaming read, FMA peak) are timed round by round, interleaved; the
+limits are the medians over all workloads' rounds.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
+import os
 import statistics
 import subprocess
 import sys
@@ -10,91 +19,232 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from morello.api import matmul_problem, synthesize_spec
-from morello.bench import BenchKernel, format_report, limit_ratio, run_benchmarks
+from morello.bench import (
+    BANDWIDTH_BYTES,
+    FMA_FLOPS_PER_UNIT,
+    BenchKernel,
+    NativeBench,
+    aligned_empty,
+    build_library,
+    log,
+    measure,
+)
+from morello.bench_report import SuiteResult, SystemResult, ThreadResult, WorkloadResult
 from morello.db import MemoDB, format_stats
 from morello.dtypes import Dtype
 from morello.memo import Memo
+from morello.peers import F32_TOL, PEERS, Contender, Inputs, Problem, Skipped, thread_environment
 
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    label: str
-    shape: tuple[int, int, int]
-    dtypes: tuple[str, str, str]
-    b_col: bool
-    threads: int
-    bar: float  # the fraction of the machine limit this issue's bar asks for
-    memory_bound: bool  # judged against read bandwidth, else against FMA peak
+    name: str
+    problem: Problem
+
+    @property
+    def memory_bound(self) -> bool:
+        """Judged against read bandwidth (weights streamed once per call), else FMA peak."""
+        return self.problem.cold
+
+    @property
+    def bytes(self) -> int:
+        p = self.problem
+        return p.m * p.k * p.a_dtype.size + p.k * p.n * p.b_dtype.size + p.m * p.n * 4
+
+    @property
+    def flops(self) -> int:
+        p = self.problem
+        return 2 * p.m * p.k * p.n
 
 
-SEED = ((1, 2048, 16384), ("bf16", "bf16", "f32"))
+def _decode(name: str, m: int, k: int, n: int, a: Dtype) -> Workload:
+    return Workload(name, Problem(m, k, n, a, Dtype.BF16, b_col=True, cold=True))
+
+
+def _square(n: int) -> Workload:
+    return Workload(f"f32 {n}x{n}x{n}", Problem(n, n, n, Dtype.F32, Dtype.F32, False, False))
+
+
+BF, F = Dtype.BF16, Dtype.F32
 SUITE = (
-    Workload(
-        "seed 1x2048x16384 bf16, B col, 1 thread",
-        *SEED,
-        b_col=True,
-        threads=1,
-        bar=0.80,
-        memory_bound=True,
-    ),
-    Workload(
-        "seed 1x2048x16384 bf16, B col, 2 threads",
-        *SEED,
-        b_col=True,
-        threads=2,
-        bar=0.80,
-        memory_bound=True,
-    ),
-    Workload(
-        "f32 512x512x512, 1 thread",
-        (512, 512, 512),
-        ("f32", "f32", "f32"),
-        b_col=False,
-        threads=1,
-        bar=0.50,
-        memory_bound=False,
-    ),
+    _decode("seed 1x2048x16384 bf16·bf16", 1, 2048, 16384, BF),
+    _decode("gemma 2048→16384 f32·bf16", 1, 2048, 16384, F),
+    _decode("gemma 16384→2048 f32·bf16", 1, 16384, 2048, F),
+    _decode("gemma 2048→2048 f32·bf16", 1, 2048, 2048, F),
+    _decode("batched 4x2048x2048 bf16·bf16", 4, 2048, 2048, BF),
+    _square(256),
+    _square(512),
+    _square(1024),
 )
+THREADS = (1, 2)
 
 
-def _kernel(w: Workload, index: int, memo: Memo) -> BenchKernel:
-    shape = "x".join(map(str, w.shape))
-    spec = matmul_problem(
-        shape, ",".join(w.dtypes), f"row,{'col' if w.b_col else 'row'},row", threads=w.threads
-    )
-    result = synthesize_spec(spec, threads=w.threads, memo=memo)
-    print(
-        f"  {w.label}: predicted {result.program.cost:,.0f}, "
-        f"{result.stats.specs_solved:,} Specs in {result.stats.seconds:.1f} s",
-        file=sys.stderr,
-    )
-    name = f"bench_kernel_{index}"
-    m, k, n = w.shape
-    return BenchKernel(
-        w.label, result.to_header(name), name, m, k, n, *map(Dtype.parse, w.dtypes), w.threads
+@dataclass(frozen=True, slots=True)
+class Job:
+    workload: Workload
+    kernel: int  # index into the library's kernels
+
+
+@dataclass(frozen=True, slots=True)
+class Protocol:
+    rounds: int
+    min_time_s: float
+    peers: tuple[str, ...]
+
+
+def synthesize_kernels(
+    workloads: tuple[Workload, ...], threads: tuple[int, ...], memo: Memo
+) -> tuple[list[BenchKernel], dict[int, list[Job]]]:
+    kernels: list[BenchKernel] = []
+    jobs: dict[int, list[Job]] = {t: [] for t in threads}
+    for t in threads:
+        for w in workloads:
+            p = w.problem
+            spec = matmul_problem(
+                f"{p.m}x{p.k}x{p.n}",
+                f"{p.a_dtype.value},{p.b_dtype.value},f32",
+                f"row,{'col' if p.b_col else 'row'},row",
+                threads=t,
+            )
+            result = synthesize_spec(spec, threads=t, memo=memo)
+            log(
+                f"  {w.name}, {t} thread{'s' * (t > 1)}: "
+                f"{result.stats.specs_solved:,} Specs solved in {result.stats.seconds:.1f} s"
+            )
+            name = f"bench_kernel_{len(kernels)}"
+            jobs[t].append(Job(w, len(kernels)))
+            header = result.to_header(name)
+            kernels.append(BenchKernel(w.name, header, name, p.a_dtype, p.b_dtype, F))
+    return kernels, jobs
+
+
+def _worker_init(threads: int) -> None:
+    os.environ.update(thread_environment(threads))
+    cores = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cores[:threads])
+
+
+def _max_error(output: np.ndarray, reference: np.ndarray, scale: np.ndarray) -> float:
+    return float(np.max(np.abs(output.astype(np.float64) - reference) / np.maximum(scale, 1e-30)))
+
+
+def run_thread_count(
+    threads: int, library: Path, jobs: list[Job], protocol: Protocol
+) -> ThreadResult:
+    """One thread count, in a worker process set up by ``_worker_init``."""
+    native = NativeBench(library)
+    read = lambda reps: native.read(threads, reps)  # noqa: E731
+    fma = lambda reps: native.fma(threads, reps)  # noqa: E731
+    read_samples: list[float] = []
+    fma_samples: list[float] = []
+    results = []
+    for job in jobs:
+        w = job.workload
+        log(f"[{threads} thread{'s' * (threads > 1)}] {w.name}: preparing inputs")
+        inputs = Inputs(w.problem, seed=job.kernel)
+        a, b = inputs.native()
+        c = aligned_empty((w.problem.m, w.problem.n), np.float32)
+        contenders = [
+            Contender("morello", "", native.kernel(job.kernel, a, b, c), lambda c=c: c, F32_TOL)
+        ]
+        skipped: list[tuple[str, str]] = []
+        for name in protocol.peers:
+            try:
+                contenders += PEERS[name](native, w.problem, inputs, threads)
+            except Skipped as exc:
+                skipped.append((name, str(exc)))
+            except Exception as exc:  # a broken peer must not end the whole run
+                skipped.append((name, f"failed to set up: {type(exc).__name__}: {exc}"))
+        names = ", ".join(c.system for c in contenders)
+        log(f"[{threads} thread{'s' * (threads > 1)}] {w.name}: timing {names}")
+        timings = measure(
+            [c.run for c in contenders] + [read, fma],
+            rounds=protocol.rounds,
+            min_time_s=protocol.min_time_s,
+        )
+        read_samples += timings[-2].samples
+        fma_samples += timings[-1].samples
+        reference, scale = inputs.reference()
+        systems = []
+        for contender, timing in zip(contenders, timings, strict=False):
+            error = _max_error(contender.output(), reference, scale)
+            systems.append(
+                SystemResult(
+                    contender.system,
+                    contender.note,
+                    timing.median,
+                    timing.best,
+                    timing.reps,
+                    len(timing.samples),
+                    error,
+                    error <= contender.tolerance,
+                )
+            )
+        results.append(
+            WorkloadResult(w.name, w.memory_bound, w.bytes, w.flops, tuple(systems), tuple(skipped))
+        )
+        del inputs, a, b
+    return ThreadResult(
+        threads,
+        read_gbps=BANDWIDTH_BYTES / statistics.median(read_samples) / 1e9,
+        fma_gflops=FMA_FLOPS_PER_UNIT * threads / statistics.median(fma_samples) / 1e9,
+        workloads=tuple(results),
     )
 
 
-def run_suite(workdir: Path, memo: Memo, *, quick: bool = False) -> int:
-    print("synthesizing:", file=sys.stderr)
-    kernels = [_kernel(w, i, memo) for i, w in enumerate(SUITE)]
-    print("timing (all systems interleaved, round by round):", file=sys.stderr)
-    limits, results = run_benchmarks(
-        kernels,
-        workdir=workdir,
-        min_time_s=0.2 if quick else 0.5,
-        rounds=7 if quick else 15,
-        progress=lambda line: print(f"  {line}", file=sys.stderr),
+def run_suite(
+    workdir: Path,
+    memo: Memo,
+    out: Path,
+    *,
+    quick: bool = False,
+    peers: tuple[str, ...] = tuple(PEERS),
+    threads: tuple[int, ...] = THREADS,
+    only: tuple[str, ...] = (),
+) -> int:
+    from morello.bench_report import check_bars, format_report, plot, versions, write_json
+
+    workloads = tuple(w for w in SUITE if not only or any(o in w.name for o in only))
+    if not workloads:
+        raise ValueError(f"no workload matches {', '.join(only)}")
+    cores = len(os.sched_getaffinity(0))
+    if max(threads) > cores:
+        raise ValueError(f"{max(threads)} threads asked for, but this process has {cores} cores")
+    log("synthesizing:")
+    kernels, jobs = synthesize_kernels(workloads, threads, memo)
+    log("compiling the benchmark library")
+    library = build_library(kernels, workdir)
+    protocol = Protocol(rounds=5 if quick else 11, min_time_s=0.1 if quick else 0.25, peers=peers)
+    started = time.time()
+    per_thread = []
+    context = multiprocessing.get_context("spawn")
+    for t in threads:
+        with concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=context, initializer=_worker_init, initargs=(t,)
+        ) as pool:
+            per_thread.append(pool.submit(run_thread_count, t, library, jobs[t], protocol).result())
+    suite = SuiteResult(
+        started=started,
+        seconds=time.time() - started,
+        rounds=protocol.rounds,
+        min_time_s=protocol.min_time_s,
+        versions=versions(peers),
+        threads=tuple(per_thread),
     )
-    memory_bound = [w.memory_bound for w in SUITE]
-    print(format_report(limits, results, memory_bound))
+    print(format_report(suite))
     print()
-    for w, r in zip(SUITE, results, strict=True):
-        ratio = limit_ratio(limits, r, w.memory_bound)
-        what = "measured read bandwidth" if w.memory_bound else "measured FMA peak"
-        verdict = "met" if ratio >= w.bar else "MISSED"
-        print(f"bar {verdict:6}  {w.label}: {ratio:.0%} of {what} (bar {w.bar:.0%})")
+    bars = check_bars(suite)
+    for line in bars:
+        print(line)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(suite, out / "bench.json")
+    written = [out / "bench.json"]
+    if plot(suite, out / "bench.png"):
+        written.append(out / "bench.png")
+    print(f"\nwrote {', '.join(map(str, written))}")
     return 0
 
 

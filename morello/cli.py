@@ -61,9 +61,29 @@ def _build_parser() -> argparse.ArgumentParser:
     mm.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     _db_options(mm)
 
-    bench = commands.add_parser("bench", help="time synthesized kernels against machine limits")
+    bench = commands.add_parser(
+        "bench", help="time synthesized kernels side by side with peers and machine limits"
+    )
     bench.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     bench.add_argument("--workdir", type=Path, help="where to build (default: a temp dir)")
+    bench.add_argument(
+        "--out",
+        type=Path,
+        default=Path("morello-bench"),
+        help="directory for bench.json and bench.png (default: ./morello-bench)",
+    )
+    bench.add_argument(
+        "--peers", default="numpy,torch,jax", help="peers to time (default: numpy,torch,jax)"
+    )
+    bench.add_argument(
+        "--threads", default="1,2", help="thread counts, comma-separated (default: 1,2)"
+    )
+    bench.add_argument(
+        "--workload",
+        action="append",
+        default=[],
+        help="run only workloads whose name contains this (repeatable)",
+    )
     bench.add_argument(
         "--synthesis",
         action="store_true",
@@ -189,12 +209,26 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.synthesis:
         return run_synthesis_suite(args.db)
+    from morello.peers import PEERS
+
+    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        raise SpecError(f"--peers: unknown peer {unknown[0]!r} (known: {', '.join(PEERS)})")
+    try:
+        threads = tuple(int(t) for t in args.threads.split(","))
+    except ValueError:
+        raise SpecError(f"--threads {args.threads!r} must be comma-separated integers") from None
+    if not threads or min(threads) < 1:
+        raise SpecError(f"--threads {args.threads!r}: thread counts must be at least 1")
+    only = tuple(args.workload)
+    options = {"quick": args.quick, "peers": peers, "threads": threads, "only": only}
     memo = _memo(args)
     try:
         if args.workdir is not None:
-            return run_suite(args.workdir, memo, quick=args.quick)
+            return run_suite(args.workdir, memo, args.out, **options)
         with tempfile.TemporaryDirectory(prefix="morello-bench-") as tmp:
-            return run_suite(Path(tmp), memo, quick=args.quick)
+            return run_suite(Path(tmp), memo, args.out, **options)
     finally:
         memo.close()
 

@@ -1,0 +1,320 @@
+"""The systems a user could pick instead of ours, each timed by a loop in compiled code.
+
+A peer is a function from a benchmark problem to contenders, or a ``Skipped`` reason when
+its package is not installed (they are the optional ``bench`` extra). Each contender's
+inputs are prepared beforehand in the dtypes it computes in: a peer without a mixed
+bf16·f32 product gets its weights widened to f32 (or its f32 vector narrowed to bf16)
+once, outside the timed loop, and its name and note say so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from morello.bench import NativeBench, aligned_empty, python_timer
+from morello.dtypes import Dtype
+
+ROTATION_BYTES = 128 << 20  # inputs of a cold problem rotate over this much memory: 4x an L3
+
+
+class Skipped(Exception):
+    """A peer that cannot run here; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    m: int
+    k: int
+    n: int
+    a_dtype: Dtype
+    b_dtype: Dtype
+    b_col: bool  # B stored as N rows of K, the layout of LLM weights
+    cold: bool  # inputs come from DRAM on every call, as a decoder's weights do
+
+    @property
+    def b_shape(self) -> tuple[int, int]:
+        return (self.n, self.k) if self.b_col else (self.k, self.n)
+
+
+def _np_dtype(dtype: Dtype) -> np.dtype:
+    if dtype == Dtype.BF16:
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(np.float32)
+
+
+@dataclass
+class Inputs:
+    """Random inputs of a problem, in copies that rotate when the problem is cold, and in
+    as many dtypes as the contenders ask for (each made once and shared)."""
+
+    problem: Problem
+    seed: int = 0
+    _copies: dict[tuple[Dtype, Dtype], tuple[list[np.ndarray], list[np.ndarray]]] = field(
+        default_factory=dict
+    )
+
+    def copies(self, a_dtype: Dtype, b_dtype: Dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        key = (a_dtype, b_dtype)
+        if key not in self._copies:
+            p = self.problem
+            a0, b0 = self.native_values()
+            count = 1
+            if p.cold:
+                size = a0.size * a_dtype.size + b0.size * b_dtype.size
+                count = max(1, math.ceil(ROTATION_BYTES / size))
+            self._copies[key] = (
+                [_aligned_copy(a0, _np_dtype(a_dtype)) for _ in range(count)],
+                [_aligned_copy(b0, _np_dtype(b_dtype)) for _ in range(count)],
+            )
+        return self._copies[key]
+
+    def native(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        return self.copies(self.problem.a_dtype, self.problem.b_dtype)
+
+    def native_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copy 0 in the problem's dtypes: every other copy and dtype derives from it."""
+        if "values" not in self.__dict__:
+            p = self.problem
+            rng = np.random.default_rng(self.seed)
+            a = rng.uniform(-1, 1, (p.m, p.k)).astype(np.float32).astype(_np_dtype(p.a_dtype))
+            b = rng.uniform(-1, 1, p.b_shape).astype(np.float32).astype(_np_dtype(p.b_dtype))
+            self.__dict__["values"] = (a, b)
+        return self.__dict__["values"]
+
+    def reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """The exact product in f64, and |A|·|B| to scale error bounds by."""
+        a, b = (x.astype(np.float64) for x in self.native_values())
+        if self.problem.b_col:
+            b = b.T
+        return a @ b, np.abs(a) @ np.abs(b)
+
+
+def _aligned_copy(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    out = aligned_empty(values.shape, dtype)
+    out[...] = values.astype(dtype)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Contender:
+    system: str  # e.g. "torch bf16"
+    note: str  # how its inputs differ from the problem's, if they do
+    run: Callable[[int], float]  # reps -> seconds, the loop in compiled code
+    output: Callable[[], np.ndarray]  # the last call's result, as f32
+    # The error bound of its result, relative to |A|·|B|: 2^-8 per bf16 rounding of an input
+    # or output, on top of f32 accumulation.
+    tolerance: float
+
+
+F32_TOL = 2.0**-12
+BF16_TOL = 2.0**-7
+
+
+# --- numpy: its own BLAS (scipy-openblas), called from the compiled loop through a pointer.
+
+
+def _openblas() -> ctypes.CDLL:
+    import numpy
+
+    root = Path(numpy.__file__).parent
+    candidates = sorted(root.parent.glob("numpy.libs/libscipy_openblas64_*.so"))
+    candidates += sorted(root.parent.glob("scipy_openblas64/lib/libscipy_openblas64_*.so"))
+    for path in candidates:
+        lib = ctypes.CDLL(str(path))
+        if hasattr(lib, "scipy_cblas_sgemm64_"):
+            return lib
+    raise Skipped("numpy's BLAS is not the ILP64 scipy-openblas this benchmark can call")
+
+
+def numpy_peer(native: NativeBench, problem: Problem, inputs: Inputs, threads: int):
+    lib = _openblas()
+    lib.scipy_openblas_set_num_threads64_(ctypes.c_int(threads))
+    a, b = inputs.copies(Dtype.F32, Dtype.F32)
+    c = aligned_empty((problem.m, problem.n), np.float32)
+    widened = _dtype_note(problem, Dtype.F32)
+    if problem.m == 1 and problem.b_col:  # numpy's W @ x is a matrix-vector product
+        x = [row.reshape(problem.k) for row in a]
+        run = native.sgemv(_address(lib, "scipy_cblas_sgemv64_"), b, x, c.reshape(problem.n))
+        widened = ", ".join(filter(None, [widened, "W @ x (sgemv)"]))
+    else:
+        run = native.sgemm(
+            _address(lib, "scipy_cblas_sgemm64_"), problem.b_col, _mkn(problem), a, b, c
+        )
+    return [Contender("numpy f32", widened, run, lambda: c, F32_TOL)]
+
+
+def _address(lib: ctypes.CDLL, symbol: str) -> int:
+    return ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value or 0
+
+
+def _mkn(problem: Problem) -> tuple[int, int, int]:
+    return problem.m, problem.k, problem.n
+
+
+# --- PyTorch: the loop runs in TorchScript's interpreter, which is C++.
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise Skipped("torch is not installed (pip install -e '.[bench]')") from exc
+    return torch
+
+
+def torch_peer(native: NativeBench, problem: Problem, inputs: Inputs, threads: int):
+    torch = _torch()
+    torch.set_num_threads(threads)
+    loop = _torch_loop(torch)
+    found = []
+    for dtype in _peer_dtypes(problem):
+        a, b = inputs.copies(dtype, dtype)
+        ta = [_to_torch(torch, x) for x in a]
+        tb = [_to_torch(torch, x) for x in b]
+        tc = torch.empty((problem.m, problem.n), dtype=ta[0].dtype)
+
+        def run(reps: int, ta=ta, tb=tb, tc=tc) -> None:
+            loop(ta, tb, tc, reps, problem.b_col)
+
+        tolerance = BF16_TOL if dtype == Dtype.BF16 else F32_TOL
+        note = _dtype_note(problem, dtype)
+        if dtype == Dtype.BF16:
+            note = ", ".join(filter(None, [note, "bf16 output"]))
+        found.append(
+            Contender(
+                f"torch {dtype.value}",
+                note,
+                python_timer(run),
+                lambda tc=tc: tc.float().numpy(),
+                tolerance,
+            )
+        )
+    return found
+
+
+def _torch_loop(torch):
+    def loop(a: list[torch.Tensor], b: list[torch.Tensor], c: torch.Tensor, reps: int, b_col: bool):
+        for r in range(reps):
+            i = r % len(a)
+            if b_col:
+                torch.mm(a[i], b[i].t(), out=c)  # F.linear would allocate its output
+            else:
+                torch.mm(a[i], b[i], out=c)
+
+    return torch.jit.script(loop)
+
+
+def _to_torch(torch, x: np.ndarray):
+    if x.dtype == np.float32:
+        return torch.from_numpy(x)
+    return torch.from_numpy(x.view(np.uint16)).view(torch.bfloat16)  # shares the memory
+
+
+def _peer_dtypes(problem: Problem) -> list[Dtype]:
+    """bf16 where the problem's weights are bf16 (so the vector is narrowed when f32), and
+    f32 always (so bf16 weights are widened)."""
+    return [Dtype.BF16, Dtype.F32] if problem.b_dtype == Dtype.BF16 else [Dtype.F32]
+
+
+def _dtype_note(problem: Problem, dtype: Dtype) -> str:
+    changed = [
+        f"{what} {'widened to' if dtype == Dtype.F32 else 'narrowed to'} {dtype.value}"
+        for what, own in (("A", problem.a_dtype), ("B", problem.b_dtype))
+        if own != dtype
+    ]
+    return (", ".join(changed) + " beforehand") if changed else ""
+
+
+# --- JAX: a jitted fori_loop of the dot, so the loop runs inside XLA.
+
+
+def _jax():
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as exc:
+        raise Skipped("jax is not installed (pip install -e '.[bench]')") from exc
+    return jax, jnp
+
+
+def jax_peer(native: NativeBench, problem: Problem, inputs: Inputs, threads: int):
+    jax, jnp = _jax()
+    found = []
+    for dtype in _peer_dtypes(problem):
+        a, b = inputs.copies(dtype, dtype)
+        ja = tuple(jnp.asarray(x) for x in a)
+        jb = tuple(jnp.asarray(x) for x in b)
+        loop = _jax_loop(jax, jnp, problem.b_col, (problem.m, problem.n))
+        result: list = [None]
+
+        def call(reps: int, ja=ja, jb=jb, loop=loop, result=result) -> None:
+            result[0] = loop(ja, jb, _iterations(reps, len(ja))).block_until_ready()
+
+        tolerance = BF16_TOL if dtype == Dtype.BF16 else F32_TOL
+        found.append(
+            Contender(
+                f"jax {dtype.value}",
+                _dtype_note(problem, dtype),
+                _per_unit(python_timer(call), len(ja)),
+                lambda result=result: np.asarray(result[0], dtype=np.float32),
+                tolerance,
+            )
+        )
+    return found
+
+
+def _iterations(reps: int, copies: int) -> int:
+    return max(1, math.ceil(reps / copies))
+
+
+def _per_unit(run: Callable[[int], float], copies: int) -> Callable[[int], float]:
+    """An iteration of the XLA loop is one call per copy: scale its time to `reps` calls."""
+    return lambda reps: run(reps) * reps / (_iterations(reps, copies) * copies)
+
+
+def _jax_loop(jax, jnp, b_col: bool, out_shape: tuple[int, int]):
+    @jax.jit
+    def loop(a, b, iterations):
+        def body(_, carry):
+            scale, y = carry
+            for ai, bi in zip(a, b, strict=True):
+                # Scaling A by a value XLA cannot know keeps the dot inside the loop (it
+                # would hoist a loop-invariant one); the scale stays exactly 1.
+                y = jnp.dot(
+                    ai * scale.astype(ai.dtype),
+                    bi.T if b_col else bi,
+                    preferred_element_type=jnp.float32,
+                )
+                scale = jnp.where(jnp.isnan(y[0, 0]), 2.0, 1.0).astype(jnp.float32)
+            return scale, y
+
+        init = (jnp.float32(1), jnp.zeros(out_shape, jnp.float32))
+        return jax.lax.fori_loop(0, iterations, body, init)[1]
+
+    return loop
+
+
+PEERS: dict[str, Callable[..., Sequence[Contender]]] = {
+    "numpy": numpy_peer,
+    "torch": torch_peer,
+    "jax": jax_peer,
+}
+
+
+def thread_environment(threads: int) -> dict[str, str]:
+    """What every peer's runtime reads at start-up to use `threads` threads."""
+    env = {name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    flags = os.environ.get("XLA_FLAGS", "")
+    if threads == 1:
+        flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    env["XLA_FLAGS"] = flags.strip()
+    return env
