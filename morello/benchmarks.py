@@ -36,7 +36,16 @@ from morello.bench_report import SuiteResult, SystemResult, ThreadResult, Worklo
 from morello.db import MemoDB, format_stats
 from morello.dtypes import Dtype
 from morello.memo import Memo
-from morello.peers import F32_TOL, PEERS, Contender, Inputs, Problem, Skipped, thread_environment
+from morello.peers import (
+    PEERS,
+    Contender,
+    Inputs,
+    Problem,
+    Skipped,
+    error_bound,
+    thread_environment,
+)
+from morello.spec import SpecError
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +156,8 @@ def run_thread_count(
         inputs = Inputs(w.problem, seed=job.kernel)
         a, b = inputs.native()
         c = aligned_empty((w.problem.m, w.problem.n), np.float32)
-        contenders = [
-            Contender("morello", "", native.kernel(job.kernel, a, b, c), lambda c=c: c, F32_TOL)
-        ]
+        ours = native.kernel(job.kernel, a, b, c)
+        contenders = [Contender("morello", "", ours, lambda c=c: c, error_bound(w.problem.k))]
         skipped: list[tuple[str, str]] = []
         for name in protocol.peers:
             try:
@@ -209,10 +217,10 @@ def run_suite(
 
     workloads = tuple(w for w in SUITE if not only or any(o in w.name for o in only))
     if not workloads:
-        raise ValueError(f"no workload matches {', '.join(only)}")
+        raise SpecError(f"no workload matches {', '.join(only)}")
     cores = len(os.sched_getaffinity(0))
     if max(threads) > cores:
-        raise ValueError(f"{max(threads)} threads asked for, but this process has {cores} cores")
+        raise SpecError(f"{max(threads)} threads asked for, but this process has {cores} cores")
     log("synthesizing:")
     kernels, jobs = synthesize_kernels(workloads, threads, memo)
     log("compiling the benchmark library")

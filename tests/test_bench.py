@@ -1,0 +1,208 @@
+"""The benchmark harness: its protocol, its compiled loops, its peers and its report.
+
+Nothing here judges speed; it checks that every system computes what it is timed on,
+that systems are interleaved, that missing peers are reported as skipped, and that the
+report, JSON and bars say what the results say.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from morello import benchmarks
+from morello.bench import NativeBench, Timing, build_library, calibrate, measure
+from morello.bench_report import (
+    SuiteResult,
+    SystemResult,
+    ThreadResult,
+    WorkloadResult,
+    check_bars,
+    format_report,
+    to_json,
+)
+from morello.cli import main
+from morello.dtypes import Dtype
+from morello.memo import InMemoryMemo
+from morello.peers import PEERS, Inputs, Problem, error_bound
+
+BF, F = Dtype.BF16, Dtype.F32
+SMALL = (
+    benchmarks.Workload("seed-like 1x64x40 bf16·bf16", Problem(1, 64, 40, BF, BF, True, True)),
+    benchmarks.Workload("decode 3x48x24 f32·bf16", Problem(3, 48, 24, F, BF, True, True)),
+    benchmarks.Workload("f32 24x40x16", Problem(24, 40, 16, F, F, False, False)),
+)
+
+
+def test_measure_interleaves_systems_round_by_round():
+    calls: list[str] = []
+
+    def system(name: str, seconds_per_rep: float):
+        def run(reps: int) -> float:
+            calls.append(name)
+            return seconds_per_rep * reps
+
+        return run
+
+    timings = measure([system("a", 1e-3), system("b", 4e-3)], rounds=3, min_time_s=0.02)
+    timed = calls[-6:]  # after calibration: one call per system per round
+    assert timed == ["a", "b"] * 3
+    assert [t.reps for t in timings] == [20, 5]
+    assert timings[0].median == pytest.approx(1e-3) and timings[1].best == pytest.approx(4e-3)
+
+
+def test_calibrate_aims_at_the_round_time():
+    assert calibrate(lambda reps: reps * 2e-4, 0.1) == 500
+    with pytest.raises(ValueError):
+        measure([lambda reps: 0.0], rounds=0, min_time_s=0.1)
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    """The library with kernels for SMALL at 1 thread, and the jobs that index them."""
+    kernels, jobs = benchmarks.synthesize_kernels(SMALL, (1,), InMemoryMemo())
+    library = build_library(kernels, tmp_path_factory.mktemp("bench"))
+    return library, jobs[1]
+
+
+def test_compiled_loops_compute_the_product(harness):
+    library, jobs = harness
+    native = NativeBench(library)
+    assert native.kernels == len(SMALL)
+    for job in jobs:
+        p = job.workload.problem
+        inputs = Inputs(p, seed=3)
+        a, b = inputs.native()
+        assert len(a) > 1 if p.cold else len(a) == 1  # cold inputs rotate over copies
+        c = np.full((p.m, p.n), np.nan, np.float32)
+        assert native.kernel(job.kernel, a, b, c)(len(a)) > 0
+        reference, scale = inputs.reference()
+        assert np.all(np.abs(c - reference) <= error_bound(p.k) * scale)
+    assert native.read(1, 1) > 0 and native.fma(2, 1) > 0
+    with pytest.raises(ValueError):
+        native.kernel(len(SMALL), a, b, c)
+
+
+def test_a_thread_count_times_every_system_and_checks_its_result(harness):
+    library, jobs = harness
+    protocol = benchmarks.Protocol(rounds=2, min_time_s=0.002, peers=tuple(PEERS))
+    result = benchmarks.run_thread_count(1, library, jobs, protocol)
+    assert [w.workload for w in result.workloads] == [w.name for w in SMALL]
+    assert result.read_gbps > 0 and result.fma_gflops > 0
+    for w in result.workloads:
+        names = [s.system for s in w.systems] + [peer for peer, _ in w.skipped]
+        assert names[0] == "morello"
+        assert "numpy f32" in names  # numpy is a dependency: never skipped
+        for peer in PEERS:  # every peer either ran or says why not
+            assert any(n.startswith(peer) for n in names)
+        for s in w.systems:
+            assert s.correct, (w.workload, s)
+            assert s.rounds == 2 and s.median_s > 0
+        for _, why in w.skipped:
+            assert "not installed" in why
+
+
+def test_a_wrong_result_is_reported_not_hidden(harness, monkeypatch):
+    library, jobs = harness
+
+    class Wrong:
+        def __init__(self, *args, **kwargs):
+            self.inner = NativeBench(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def kernel(self, index, a, b, c):
+            run = self.inner.kernel(index, a, b, c)
+            return lambda reps: (run(reps), c.__setitem__((0, 0), c[0, 0] + 1.0))[0]
+
+    monkeypatch.setattr(benchmarks, "NativeBench", Wrong)
+    protocol = benchmarks.Protocol(rounds=1, min_time_s=0.001, peers=("numpy",))
+    result = benchmarks.run_thread_count(1, library, jobs[:1], protocol)
+    ours = result.workloads[0].ours()
+    assert not ours.correct
+    suite = SuiteResult(0.0, 1.0, 1, 0.001, {"cpu": "test"}, (result,))
+    assert "morello WRONG" in format_report(suite)
+    assert any(line.startswith("bar MISSED") for line in check_bars(suite))
+
+
+def _system(name: str, ms: float, note: str = "") -> SystemResult:
+    return SystemResult(name, note, ms / 1e3, ms / 1e3, 10, 5, 0.0, True)
+
+
+def test_report_ratios_and_bars():
+    systems = (
+        _system("morello", 1.0),
+        _system("torch bf16", 1.5, "A narrowed"),
+        _system("numpy f32", 1.2),
+    )
+    skipped = (("jax", "jax is not installed"),)
+    seed = WorkloadResult("seed 1x2048x16384 bf16·bf16", True, 20 << 20, 1, systems, skipped)
+    systems = (_system("morello", 30.0), _system("numpy f32", 20.0))
+    square = WorkloadResult("f32 1024x1024x1024", False, 1, 2 * 1024**3, systems, ())
+    tr = ThreadResult(1, read_gbps=22.0, fma_gflops=100.0, workloads=(seed, square))
+    suite = SuiteResult(0.0, 1.0, 5, 0.25, {"cpu": "test"}, (tr,))
+    assert seed.fastest_peer().system == "numpy f32"
+    report = format_report(suite)
+    assert "1.20x" in report and "1.50x" in report and "0.67x" in report
+    assert "jax: skipped, jax is not installed" in report
+    assert "* A narrowed" in report
+    bars = "\n".join(check_bars(suite))
+    # 20 MiB in 1 ms is 21.0 GB/s: 95% of 22 GB/s.
+    assert "bar met     seed 1x2048x16384 bf16·bf16, 1 thread: 95.3% of read bandwidth" in bars
+    assert "bar met     seed 1x2048x16384 bf16·bf16, 1 thread: 1.20x the fastest peer" in bars
+    assert "bar MISSED  f32 1024x1024x1024, 1 thread: 71.6% of FMA peak" in bars
+    assert "bar MISSED  f32 1024x1024x1024, 1 thread: 0.67x the fastest peer" in bars
+    data = json.loads(json.dumps(to_json(suite)))
+    workload = data["threads"][0]["workloads"][0]
+    assert workload["ours_vs_fastest_peer"] == pytest.approx(1.2)
+    assert workload["systems"][0]["of_limit"] == pytest.approx(20 * 2**20 / 1e-3 / 1e9 / 22.0)
+
+
+def test_timing_statistics():
+    t = Timing((3.0, 1.0, 2.0), reps=4)
+    assert (t.median, t.best) == (2.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--peers", "numpy,mkl"], "unknown peer 'mkl'"),
+        (["--threads", "1,x"], "must be comma-separated integers"),
+        (["--threads", "0"], "at least 1"),
+        (["--workload", "no such workload"], "no workload matches"),
+    ],
+)
+def test_bench_options_are_checked(argv, message, capsys):
+    assert main(["bench", "--no-db", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_plot_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    from morello.bench_report import plot
+
+    systems = (_system("morello", 1.0), _system("numpy f32", 2.0))
+    w = WorkloadResult("w", True, 1 << 20, 1, systems, ())
+    suite = SuiteResult(0.0, 1.0, 5, 0.25, {"cpu": "test"}, (ThreadResult(1, 20.0, 100.0, (w,)),))
+    assert plot(suite, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_suite_covers_the_issue_workloads():
+    names = [w.name for w in benchmarks.SUITE]
+    assert names[0].startswith("seed 1x2048x16384")
+    shapes = {(w.problem.m, w.problem.k, w.problem.n) for w in benchmarks.SUITE}
+    assert {(1, 2048, 16384), (1, 16384, 2048), (1, 2048, 2048), (4, 2048, 2048)} <= shapes
+    assert {(256,) * 3, (512,) * 3, (1024,) * 3} <= shapes
+    assert benchmarks.THREADS == (1, 2)
+
+
+def test_peer_inputs_share_values_across_dtypes():
+    inputs = Inputs(Problem(2, 32, 8, Dtype.F32, Dtype.BF16, True, False))
+    a32, b32 = inputs.copies(Dtype.F32, Dtype.F32)
+    a, b = inputs.native()
+    assert np.array_equal(b32[0], b[0].astype(np.float32))  # widening is exact
+    assert np.array_equal(a32[0], a[0])
