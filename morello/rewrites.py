@@ -269,6 +269,7 @@ def promotion(spec: Spec) -> Spec | None:
 
 def _moves(spec: Spec) -> Iterator[Move]:
     room = spec.limits.capacity(Level.L1)
+    l2_room = spec.limits.capacity(Level.L2)
     for index in (A, B):
         t = spec.operands[index]
         if t.owned or t.level >= Level.L1:
@@ -282,8 +283,14 @@ def _moves(spec: Spec) -> Iterator[Move]:
                 ):
                     continue
                 new = TensorSpec(t.shape, dtype, layout, Level.L1)
-                if (changes or not t.contiguous) and new.bytes <= room:
+                if not (changes or not t.contiguous):
+                    continue
+                if new.bytes <= room:
                     yield Move(index, Level.L1, layout, dtype)
+                elif new.bytes <= l2_room:
+                    # Too big for L1, e.g. a whole even/odd vector of a long K: a buffer
+                    # in L2 beats splitting K into strided passes over B.
+                    yield Move(index, Level.L2, layout, dtype)
     c = spec.operands[C]
     if c.level != Level.VRF and c.dtype == Dtype.F32 and c.registers <= spec.limits.vrf:
         yield Move(C, Level.VRF, ROW, Dtype.F32)

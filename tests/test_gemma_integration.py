@@ -18,6 +18,7 @@ import pytest
 
 import morello
 from morello import kernel_list
+from morello.db import model_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION = ROOT / "integrations" / "gemma_cpp"
@@ -29,24 +30,25 @@ U_F32 = 2.0**-24
 def standin():
     build = CACHE / "build"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    if not (build / "CMakeCache.txt").exists():
-        configure = [
-            "cmake",
-            "-S",
-            str(ROOT / "tests" / "gemma_standin"),
-            "-B",
-            str(build),
-            "-G",
-            "Ninja",
-            "-DCMAKE_BUILD_TYPE=Release",
-            f"-DMORELLO_INTEGRATION_DIR={INTEGRATION}",
-            f"-DMORELLO_GEMMA_DB={CACHE / 'memo.sqlite3'}",
-            f"-DMorello_DIR={morello.cmake_dir()}",
-            f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
-            f"-DPython_EXECUTABLE={sys.executable}",
-        ]
-        done = subprocess.run(configure, capture_output=True, text=True, env=env)
-        assert done.returncode == 0, done.stdout + done.stderr
+    # Configured every time (cheap on a kept build) so the settings below always hold.
+    configure = [
+        "cmake",
+        "-S",
+        str(ROOT / "tests" / "gemma_standin"),
+        "-B",
+        str(build),
+        "-G",
+        "Ninja",
+        "-DCMAKE_BUILD_TYPE=Release",
+        f"-DMORELLO_INTEGRATION_DIR={INTEGRATION}",
+        # Named by the model, so a build kept from an older model never meets its file.
+        f"-DMORELLO_GEMMA_DB={CACHE / f'memo-{model_fingerprint()[:16]}.sqlite3'}",
+        f"-DMorello_DIR={morello.cmake_dir()}",
+        f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+        f"-DPython_EXECUTABLE={sys.executable}",
+    ]
+    done = subprocess.run(configure, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
     done = subprocess.run(
         ["cmake", "--build", str(build), "--parallel"], capture_output=True, text=True, env=env
     )
