@@ -209,15 +209,19 @@ def measure(
     *,
     rounds: int,
     min_time_s: float,
+    settle_s: float = 0.0,
     progress: Callable[[str], None] | None = None,
 ) -> list[Timing]:
-    """Times every system `rounds` times, interleaved round by round."""
+    """Times every system `rounds` times, interleaved round by round, pausing `settle_s`
+    before each: thread pools (OpenBLAS, OpenMP) spin for a while after their last call,
+    and would otherwise take cores from whichever system comes next."""
     if rounds < 1 or min_time_s <= 0:
         raise ValueError("rounds and min_time_s must be positive")
     reps = [calibrate(run, min_time_s) for run in runs]
     samples: list[list[float]] = [[] for _ in runs]
     for r in range(rounds):
         for run, n, out in zip(runs, reps, samples, strict=True):
+            time.sleep(settle_s)
             out.append(run(n) / n)
         if progress is not None:
             progress(f"round {r + 1}/{rounds}")

@@ -102,6 +102,7 @@ class Protocol:
     rounds: int
     min_time_s: float
     peers: tuple[str, ...]
+    settle_s: float = 0.0
 
 
 def synthesize_kernels(
@@ -145,8 +146,7 @@ def run_thread_count(
 ) -> ThreadResult:
     """One thread count, in a worker process set up by ``_worker_init``."""
     native = NativeBench(library)
-    read = lambda reps: native.read(threads, reps)  # noqa: E731
-    fma = lambda reps: native.fma(threads, reps)  # noqa: E731
+    probes = [lambda reps: native.read(threads, reps), lambda reps: native.fma(threads, reps)]
     read_samples: list[float] = []
     fma_samples: list[float] = []
     results = []
@@ -169,9 +169,10 @@ def run_thread_count(
         names = ", ".join(c.system for c in contenders)
         log(f"[{threads} thread{'s' * (threads > 1)}] {w.name}: timing {names}")
         timings = measure(
-            [c.run for c in contenders] + [read, fma],
+            [c.run for c in contenders] + probes,
             rounds=protocol.rounds,
             min_time_s=protocol.min_time_s,
+            settle_s=protocol.settle_s,
         )
         read_samples += timings[-2].samples
         fma_samples += timings[-1].samples
@@ -225,7 +226,13 @@ def run_suite(
     kernels, jobs = synthesize_kernels(workloads, threads, memo)
     log("compiling the benchmark library")
     library = build_library(kernels, workdir)
-    protocol = Protocol(rounds=5 if quick else 11, min_time_s=0.1 if quick else 0.25, peers=peers)
+    # OpenBLAS's threads spin ~2^28 cycles (about 0.1 s) after a call: the pause outlasts it.
+    protocol = Protocol(
+        rounds=5 if quick else 11,
+        min_time_s=0.1 if quick else 0.25,
+        peers=peers,
+        settle_s=0.15,
+    )
     started = time.time()
     per_thread = []
     context = multiprocessing.get_context("spawn")

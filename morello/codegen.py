@@ -17,7 +17,7 @@ import jinja2
 
 from morello import __version__
 from morello.dtypes import Dtype
-from morello.kernels import Kernel, KernelKind, is_even_odd_widening
+from morello.kernels import DOT_PREFETCH_BYTES, Kernel, KernelKind, is_even_odd_widening
 from morello.layout import EVEN_ODD, Layout, Packed, RowMajor, add
 from morello.program import Program
 from morello.rewrites import Dim, Move, Promote, Tile, ToAccum
@@ -284,7 +284,15 @@ def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
         for j in range(nr)
     ]
     assert kernel.mode is not None
-    return _macros().dot(kernel.mode.value, k, kernel.unroll, outputs, spec.op == Op.MATMUL)
+    return _macros().dot(
+        kernel.mode.value,
+        k,
+        kernel.unroll,
+        outputs,
+        spec.op == Op.MATMUL,
+        spec.operands[1].dtype.size,
+        DOT_PREFETCH_BYTES,
+    )
 
 
 def render_body(program: Program, threads: int) -> str:

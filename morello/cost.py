@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 
 from morello.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening
-from morello.layout import EVEN_ODD_BLOCK, ColMajor, RowMajor
+from morello.layout import CACHE_LINE, EVEN_ODD_BLOCK, ColMajor, RowMajor
 from morello.rewrites import Action, Promote, Tile
 from morello.spec import Spec, TensorSpec
 from morello.target import F32_LANES, Level
@@ -122,10 +122,12 @@ def _dot(spec: Spec, kernel: Kernel) -> float:
             loads, alu = 4, 5
         case _:
             loads, alu = 4, 0
+    # The unrolled loop also prefetches each line of B it reads (see DOT_PREFETCH_BYTES).
+    prefetches = math.ceil(EVEN_ODD_BLOCK * u * b.dtype.size / CACHE_LINE)
     steps, rest = divmod(k, EVEN_ODD_BLOCK * u)
     blocks, tail = divmod(rest, EVEN_ODD_BLOCK)
     per_output = (
-        steps * _throughput(2 * u, loads * u, alu * u)
+        steps * _throughput(2 * u, loads * u + prefetches, alu * u)
         + blocks * _throughput(2, loads, alu)
         + tail * SCALAR_FMA_CYCLES
         + HSUM_CYCLES
