@@ -210,7 +210,7 @@ def plot(suite: SuiteResult, path: Path) -> bool:
     )
     colors = dict(zip(systems, plt.get_cmap("tab10").colors, strict=False))
     workloads = [w.workload for w in suite.threads[0].workloads]
-    size = (7 * len(suite.threads), 0.3 * len(workloads) * len(systems) + 2)
+    size = (7 * len(suite.threads), 0.16 * len(workloads) * len(systems) + 1.5)
     fig, axes = plt.subplots(1, len(suite.threads), figsize=size, sharey=True, squeeze=False)
     height = 0.8 / len(systems)
     for ax, tr in zip(axes[0], suite.threads, strict=True):
@@ -237,12 +237,12 @@ def plot(suite: SuiteResult, path: Path) -> bool:
         )
         ax.set_xlabel("% of the measured limit (read bandwidth or FMA peak)")
         ax.set_yticks(range(len(workloads)), workloads)
-        ax.invert_yaxis()
         ax.grid(axis="x", alpha=0.3)
+    axes[0][0].invert_yaxis()  # the suite's order, top down (the axes share y: once)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(systems), fontsize=8)
     fig.suptitle(f"morello bench: {suite.versions['cpu']}", fontsize=10)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
