@@ -22,7 +22,7 @@ from morello.kernels import (
 )
 from morello.layout import CACHE_LINE, COL, EVEN_ODD, ROW, Layout, Packed
 from morello.spec import Op, Spec, TensorSpec
-from morello.target import F32_LANES, Level, MemoryLimits
+from morello.target import F32_LANES, L1_WAYS, Level, MemoryLimits
 
 A, B, C = 0, 1, 2
 
@@ -253,7 +253,7 @@ def promotion(spec: Spec) -> Spec | None:
     limits = spec.limits
     outside = [i for i, t in enumerate(operands) if t.level < Level.L1]
     working_set = sum(footprint(operands[i]) for i in outside)
-    if outside and working_set <= limits.l1:
+    if outside and working_set <= limits.l1 and all(_l1_safe(operands[i]) for i in outside):
         limits = limits.minus(Level.L1, working_set)
         for i in outside:
             operands[i] = replace(operands[i], level=Level.L1)
@@ -265,6 +265,17 @@ def promotion(spec: Spec) -> Spec | None:
     if operands == list(spec.operands):
         return None
     return replace(spec, operands=tuple(operands), limits=limits)
+
+
+def _l1_safe(t: TensorSpec) -> bool:
+    """Whether a tile can stay in L1 whatever its buffer's stride. A strided tile of more
+    runs than L1 has ways may not: with a power-of-two stride (a 1024-wide f32 matrix:
+    4 KiB) every run maps to the same set, and the tile thrashes while it seems to fit.
+    Such a tile reaches L1 by a Move into a dense buffer instead."""
+    if t.contiguous:
+        return True
+    runs = t.shape[1] if t.layout == COL else t.shape[0]
+    return runs <= L1_WAYS
 
 
 def _moves(spec: Spec) -> Iterator[Move]:

@@ -77,3 +77,4 @@ def _floor_pow2(x: int) -> int:
 # Zen 4 / Skylake class cores: 32 KiB L1d and 1-2 MiB L2 per core. The L2 budget is half
 # of the smaller L2 so that what the program does not model (stack, streams) keeps a share.
 AVX2_LIMITS = MemoryLimits(vrf=16, l1=32 * 1024, l2=512 * 1024)
+L1_WAYS = 8  # associativity of L1d on both
