@@ -15,8 +15,10 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 
 from morello.bench import NativeBench, aligned_empty, python_timer
@@ -46,11 +48,7 @@ class Problem:
 
 
 def _np_dtype(dtype: Dtype) -> np.dtype:
-    if dtype == Dtype.BF16:
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(np.float32)
+    return np.dtype(ml_dtypes.bfloat16 if dtype == Dtype.BF16 else np.float32)
 
 
 @dataclass
@@ -68,7 +66,7 @@ class Inputs:
         key = (a_dtype, b_dtype)
         if key not in self._copies:
             p = self.problem
-            a0, b0 = self.native_values()
+            a0, b0 = self.values
             count = 1
             if p.cold:
                 size = a0.size * a_dtype.size + b0.size * b_dtype.size
@@ -82,19 +80,18 @@ class Inputs:
     def native(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         return self.copies(self.problem.a_dtype, self.problem.b_dtype)
 
-    def native_values(self) -> tuple[np.ndarray, np.ndarray]:
+    @cached_property
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
         """Copy 0 in the problem's dtypes: every other copy and dtype derives from it."""
-        if "values" not in self.__dict__:
-            p = self.problem
-            rng = np.random.default_rng(self.seed)
-            a = rng.uniform(-1, 1, (p.m, p.k)).astype(np.float32).astype(_np_dtype(p.a_dtype))
-            b = rng.uniform(-1, 1, p.b_shape).astype(np.float32).astype(_np_dtype(p.b_dtype))
-            self.__dict__["values"] = (a, b)
-        return self.__dict__["values"]
+        p = self.problem
+        rng = np.random.default_rng(self.seed)
+        a = rng.uniform(-1, 1, (p.m, p.k)).astype(np.float32).astype(_np_dtype(p.a_dtype))
+        b = rng.uniform(-1, 1, p.b_shape).astype(np.float32).astype(_np_dtype(p.b_dtype))
+        return a, b
 
     def reference(self) -> tuple[np.ndarray, np.ndarray]:
         """The exact product in f64, and |A|·|B| to scale error bounds by."""
-        a, b = (x.astype(np.float64) for x in self.native_values())
+        a, b = (x.astype(np.float64) for x in self.values)
         if self.problem.b_col:
             b = b.T
         return a @ b, np.abs(a) @ np.abs(b)
@@ -142,7 +139,9 @@ def _openblas() -> ctypes.CDLL:
     raise Skipped("numpy's BLAS is not the ILP64 scipy-openblas this benchmark can call")
 
 
-def numpy_peer(native: NativeBench, problem: Problem, inputs: Inputs, threads: int):
+def numpy_peer(
+    native: NativeBench, problem: Problem, inputs: Inputs, threads: int
+) -> list[Contender]:
     lib = _openblas()
     lib.scipy_openblas_set_num_threads64_(ctypes.c_int(threads))
     a, b = inputs.copies(Dtype.F32, Dtype.F32)
@@ -178,7 +177,9 @@ def _torch():
     return torch
 
 
-def torch_peer(native: NativeBench, problem: Problem, inputs: Inputs, threads: int):
+def torch_peer(
+    native: NativeBench, problem: Problem, inputs: Inputs, threads: int
+) -> list[Contender]:
     torch = _torch()
     torch.set_num_threads(threads)
     loop = _torch_loop(torch)
@@ -256,7 +257,9 @@ def _jax():
     return jax, jnp
 
 
-def jax_peer(native: NativeBench, problem: Problem, inputs: Inputs, threads: int):
+def jax_peer(
+    native: NativeBench, problem: Problem, inputs: Inputs, threads: int
+) -> list[Contender]:
     jax, jnp = _jax()
     found = []
     for dtype in _peer_dtypes(problem):
