@@ -294,8 +294,8 @@ def _moves(spec: Spec) -> Iterator[Move]:
                 ):
                     continue
                 new = TensorSpec(t.shape, dtype, layout, Level.L1)
-                if not (changes or not t.contiguous):
-                    continue
+                if t.contiguous and not changes:
+                    continue  # nothing to gain from a plain copy of a dense tile
                 if new.bytes <= room:
                     yield Move(index, Level.L1, layout, dtype)
                 elif new.bytes <= l2_room:
