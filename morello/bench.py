@@ -33,7 +33,7 @@ ALIGN = 64
 
 
 class BenchError(RuntimeError):
-    """The benchmark library failed to build or a system failed to run."""
+    """The benchmark library failed to build."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +210,6 @@ def measure(
     rounds: int,
     min_time_s: float,
     settle_s: float = 0.0,
-    progress: Callable[[str], None] | None = None,
 ) -> list[Timing]:
     """Times every system `rounds` times, interleaved round by round, pausing `settle_s`
     before each: thread pools (OpenBLAS, OpenMP) spin for a while after their last call,
@@ -219,12 +218,10 @@ def measure(
         raise ValueError("rounds and min_time_s must be positive")
     reps = [calibrate(run, min_time_s) for run in runs]
     samples: list[list[float]] = [[] for _ in runs]
-    for r in range(rounds):
+    for _ in range(rounds):
         for run, n, out in zip(runs, reps, samples, strict=True):
             time.sleep(settle_s)
             out.append(run(n) / n)
-        if progress is not None:
-            progress(f"round {r + 1}/{rounds}")
     return [Timing(tuple(s), n) for s, n in zip(samples, reps, strict=True)]
 
 

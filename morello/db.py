@@ -68,13 +68,19 @@ def model_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def db_file_name() -> str:
+    """The file name of this model's memo table: named by its fingerprint, so a new version
+    of the model starts its own file instead of meeting an incompatible one."""
+    return f"memo-{model_fingerprint()[:16]}.sqlite3"
+
+
 def default_db_path() -> Path:
     """$MORELLO_DB, else in the user's cache directory, named by the model fingerprint: a
     new version of the model starts its own file instead of meeting an incompatible one."""
     if os.environ.get("MORELLO_DB"):
         return Path(os.environ["MORELLO_DB"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "morello" / f"memo-{model_fingerprint()[:16]}.sqlite3"
+    return Path(base) / "morello" / db_file_name()
 
 
 @dataclass(frozen=True, slots=True)

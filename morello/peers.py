@@ -10,6 +10,7 @@ once, outside the timed loop, and its name and note say so.
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import warnings
@@ -127,9 +128,7 @@ def _roundings(problem: Problem, dtype: Dtype, bf16_output: bool = False) -> int
 
 
 def _openblas() -> ctypes.CDLL:
-    import numpy
-
-    root = Path(numpy.__file__).parent
+    root = Path(np.__file__).parent
     candidates = sorted(root.parent.glob("numpy.libs/libscipy_openblas64_*.so"))
     candidates += sorted(root.parent.glob("scipy_openblas64/lib/libscipy_openblas64_*.so"))
     for path in candidates:
@@ -152,18 +151,13 @@ def numpy_peer(
         run = native.sgemv(_address(lib, "scipy_cblas_sgemv64_"), b, x, c.reshape(problem.n))
         widened = ", ".join(filter(None, [widened, "W @ x (sgemv)"]))
     else:
-        run = native.sgemm(
-            _address(lib, "scipy_cblas_sgemm64_"), problem.b_col, _mkn(problem), a, b, c
-        )
+        mkn = (problem.m, problem.k, problem.n)
+        run = native.sgemm(_address(lib, "scipy_cblas_sgemm64_"), problem.b_col, mkn, a, b, c)
     return [Contender("numpy f32", widened, run, lambda: c, error_bound(problem.k))]
 
 
 def _address(lib: ctypes.CDLL, symbol: str) -> int:
     return ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value or 0
-
-
-def _mkn(problem: Problem) -> tuple[int, int, int]:
-    return problem.m, problem.k, problem.n
 
 
 # --- PyTorch: the loop runs in TorchScript's interpreter, which is C++.
@@ -210,6 +204,7 @@ def torch_peer(
     return found
 
 
+@functools.cache  # scripting takes a while; the loop is the same for every problem
 def _torch_loop(torch):
     def loop(a: list[torch.Tensor], b: list[torch.Tensor], c: torch.Tensor, reps: int, b_col: bool):
         for r in range(reps):

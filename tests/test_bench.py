@@ -139,9 +139,9 @@ def test_report_ratios_and_bars():
         _system("numpy f32", 1.2),
     )
     skipped = (("jax", "jax is not installed"),)
-    seed = WorkloadResult("seed 1x2048x16384 bf16·bf16", True, 20 << 20, 1, systems, skipped)
+    seed = WorkloadResult("seed 1x2048x16384 bf16·bf16", True, 20 << 20, 1, systems, skipped, 0.9)
     systems = (_system("morello", 30.0), _system("numpy f32", 20.0))
-    square = WorkloadResult("f32 1024x1024x1024", False, 1, 2 * 1024**3, systems, ())
+    square = WorkloadResult("f32 1024x1024x1024", False, 1, 2 * 1024**3, systems, (), 0.8)
     tr = ThreadResult(1, read_gbps=22.0, fma_gflops=100.0, workloads=(seed, square))
     suite = SuiteResult(0.0, 1.0, 5, 0.25, {"cpu": "test"}, (tr,))
     assert seed.fastest_peer().system == "numpy f32"

@@ -18,7 +18,7 @@ import pytest
 
 import morello
 from morello import kernel_list
-from morello.db import model_fingerprint
+from morello.db import db_file_name
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION = ROOT / "integrations" / "gemma_cpp"
@@ -42,7 +42,7 @@ def standin():
         "-DCMAKE_BUILD_TYPE=Release",
         f"-DMORELLO_INTEGRATION_DIR={INTEGRATION}",
         # Named by the model, so a build kept from an older model never meets its file.
-        f"-DMORELLO_GEMMA_DB={CACHE / f'memo-{model_fingerprint()[:16]}.sqlite3'}",
+        f"-DMORELLO_GEMMA_DB={CACHE / db_file_name()}",
         f"-DMorello_DIR={morello.cmake_dir()}",
         f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
         f"-DPython_EXECUTABLE={sys.executable}",
