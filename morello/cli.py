@@ -316,6 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("morello: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (``morello synth ... | head``): stop quietly, as cat does.
+        # Point stdout at devnull so that the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 2
 
 

@@ -7,6 +7,14 @@ per-iteration overhead; a parallel loop divides the trips among threads and pays
 dispatch overhead; a move costs by the lines moved and the level they come from; making
 tiles resident in a cache costs their lines once, after which touching them is cheap.
 
+That last fetch is not a phase of its own when it comes from a cache (L3 or L2): the code
+below a resident tile reads its lines as it computes and the hardware prefetchers stream
+them meanwhile, so the fetch costs only where it is longer than that work (a roofline per
+resident tile). Charging it on top made the search pack A into L1 to save an L2 stream that
+in fact costs nothing, and split K short to fit that copy. A fetch from DRAM is charged in
+full: it is what a memory-bound kernel's time is made of, and the search must see the
+order it reads in. A Move is a copy loop of its own and is charged in full.
+
 The constants describe a Zen 4 / Skylake class core; later calibration may fit them to
 the host. Exactness of the search does not depend on their values, only its taste.
 """
@@ -30,13 +38,21 @@ HSUM_CYCLES = 8  # reduce one 8-lane accumulator pair to a scalar and add it to 
 SCALAR_FMA_CYCLES = FMA_LATENCY  # a scalar multiply-add chain runs at latency
 
 # Price of touching one cache line that lives at a level. DRAM streams about 25 GB/s to
-# one core, ~7 bytes a cycle: ~9 cycles a line. L2 hits are pipelined and prefetched;
-# L1 and register traffic is already counted in the port throughput above.
-LINE_CYCLES = {Level.GL: 10.0, Level.L2: 2.0, Level.L1: 0.0, Level.RF: 0.0, Level.VRF: 0.0}
+# one core, ~7 bytes a cycle: ~9 cycles a line; L3 about 20 bytes a cycle. L2 hits are
+# pipelined and prefetched; L1 and register traffic is already counted in the port
+# throughput above.
+LINE_CYCLES = {
+    Level.GL: 10.0,
+    Level.L3: 3.0,
+    Level.L2: 2.0,
+    Level.L1: 0.0,
+    Level.RF: 0.0,
+    Level.VRF: 0.0,
+}
 # Each separate run of lines read from DRAM restarts the hardware prefetcher, which then
 # waits most of a DRAM latency (~100 ns) before it streams: reading a matrix in strided
-# pieces is measurably slower than reading it front to back.
-STREAM_START_CYCLES = {Level.GL: 200.0}
+# pieces is measurably slower than reading it front to back. From L3, ~50 cycles.
+STREAM_START_CYCLES = {Level.GL: 200.0, Level.L3: 40.0}
 COPY_CYCLES_PER_VECTOR = 1.0  # a load and a store per 32 bytes when the copy vectorizes
 COPY_CYCLES_PER_ELEMENT = 1.0  # a copy that changes layout goes element by element
 EVEN_ODD_WIDEN_CYCLES = 4.0  # per 16 bf16: one load, a shift, a mask, two stores
@@ -165,6 +181,8 @@ def action_cost(
             return loop_cost(extent // size, costs[0], remainder, threads if parallel else 1)
         case Promote():
             (child,) = children
-            moved = (t for t, u in zip(spec.operands, child.operands, strict=True) if t != u)
-            return sum(line_cost(t) for t in moved) + costs[0]
+            moved = [t for t, u in zip(spec.operands, child.operands, strict=True) if t != u]
+            from_dram = sum(line_cost(t) for t in moved if t.level == Level.GL)
+            from_cache = sum(line_cost(t) for t in moved if t.level != Level.GL)
+            return from_dram + max(from_cache, costs[0])
     return sum(costs)

@@ -22,7 +22,7 @@ from morello.kernels import (
 )
 from morello.layout import CACHE_LINE, COL, EVEN_ODD, ROW, Layout, Packed
 from morello.spec import Op, Spec, TensorSpec
-from morello.target import F32_LANES, L1_WAYS, Level, MemoryLimits
+from morello.target import F32_LANES, L1_WAYS, L2_SAFE_RUNS, Level, MemoryLimits
 
 A, B, C = 0, 1, 2
 
@@ -253,13 +253,13 @@ def promotion(spec: Spec) -> Spec | None:
     limits = spec.limits
     outside = [i for i, t in enumerate(operands) if t.level < Level.L1]
     working_set = sum(footprint(operands[i]) for i in outside)
-    if outside and working_set <= limits.l1 and all(_l1_safe(operands[i]) for i in outside):
+    if outside and working_set <= limits.l1 and all(_runs(operands[i]) <= L1_WAYS for i in outside):
         limits = limits.minus(Level.L1, working_set)
         for i in outside:
             operands[i] = replace(operands[i], level=Level.L1)
     for index in sorted(range(len(operands)), key=lambda i: footprint(operands[i])):
         t = operands[index]
-        if t.level < Level.L2 and footprint(t) <= limits.l2:
+        if t.level < Level.L2 and footprint(t) <= limits.l2 and _runs(t) <= L2_SAFE_RUNS:
             limits = limits.minus(Level.L2, footprint(t))
             operands[index] = replace(t, level=Level.L2)
     if operands == list(spec.operands):
@@ -267,15 +267,20 @@ def promotion(spec: Spec) -> Spec | None:
     return replace(spec, operands=tuple(operands), limits=limits)
 
 
-def _l1_safe(t: TensorSpec) -> bool:
-    """Whether a tile can stay in L1 whatever its buffer's stride. A strided tile of more
-    runs than L1 has ways may not: with a power-of-two stride (a 1024-wide f32 matrix:
-    4 KiB) every run maps to the same set, and the tile thrashes while it seems to fit.
-    Such a tile reaches L1 by a Move into a dense buffer instead."""
+def _runs(t: TensorSpec) -> int:
+    """Separate pieces of the buffer a tile spans: 1 if it is contiguous, else its rows (its
+    columns if col-major).
+
+    A cache holds a strided tile only if its runs spread over enough sets, which its
+    stride decides. With a power-of-two stride (a 1024-wide f32 matrix: 4 KiB) every run
+    of a tile maps to the same L1 set: more runs than L1 has ways thrash while they seem
+    to fit. L2 has 2048 sets of 8 ways, so up to a 16 KiB stride (a 4096-wide f32 matrix)
+    the runs fall into at least 8 groups of sets: 64 runs are safe. A tile of more runs
+    reaches that cache by a Move into a dense buffer instead (packing).
+    """
     if t.contiguous:
-        return True
-    runs = t.shape[1] if t.layout == COL else t.shape[0]
-    return runs <= L1_WAYS
+        return 1
+    return t.shape[1] if t.layout == COL else t.shape[0]
 
 
 def _moves(spec: Spec) -> Iterator[Move]:

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from morello.dtypes import Dtype
 from morello.layout import ROW, Layout
-from morello.target import AVX2_LIMITS, F32_LANES, Level, MemoryLimits
+from morello.target import AVX2_LIMITS, F32_LANES, L3_BYTES, Level, MemoryLimits
 
 
 class Op(enum.Enum):
@@ -156,6 +156,18 @@ class SpecError(ValueError):
     """A Spec a user asked for that cannot exist or has no kernel path."""
 
 
+def _caller_levels(operands: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+    """Marks the caller's tensors that stay in L3 between passes, smallest first, within
+    L3_BYTES: re-reading them costs a cache stream, not DRAM."""
+    room = L3_BYTES
+    levels = [Level.GL] * len(operands)
+    for index in sorted(range(len(operands)), key=lambda i: operands[i].bytes):
+        if operands[index].bytes <= room:
+            room -= operands[index].bytes
+            levels[index] = Level.L3
+    return tuple(replace(t, level=level) for t, level in zip(operands, levels, strict=True))
+
+
 def matmul_spec(
     m: int,
     k: int,
@@ -180,8 +192,7 @@ def matmul_spec(
             "and stored in f32 (use --dtypes A,B,f32)"
         )
     shapes = ((m, k), (k, n), (m, n))
-    operands = tuple(
-        TensorSpec(s, d, lay, Level.GL) for s, d, lay in zip(shapes, dtypes, layouts, strict=True)
-    )
+    pairs = zip(shapes, dtypes, layouts, strict=True)
+    operands = _caller_levels(tuple(TensorSpec(s, d, lay, Level.GL) for s, d, lay in pairs))
     op = Op.MATMUL_ACCUM if accumulate else Op.MATMUL
     return Spec(op, operands, AVX2_LIMITS, serial=threads == 1)

@@ -1,7 +1,10 @@
 """The AVX2 target: its memory levels and their capacities.
 
-Levels are ordered from slowest to fastest. GL is the caller's memory. L2 and L1 are the
-caches: an operand "in L1" is one the program has made resident there, either by copying
+Levels are ordered from slowest to fastest. GL and L3 are the caller's memory: L3 marks
+a caller's tensor small enough to stay in the shared last-level cache from one pass over
+it to the next (a 4 MiB matrix of a square matmul), GL one that comes from DRAM every time
+(an LLM's weights, which all layers together make far larger than any L3). L2 and L1 are
+the caches: an operand "in L1" is one the program has made resident there, either by copying
 it into a buffer of that size (which may change its layout or widen its dtype) or by
 touching a tile small enough to stay there. RF and VRF are the general and the 256-bit
 vector registers; their capacity is counted in registers, the caches' in bytes.
@@ -15,10 +18,11 @@ from dataclasses import dataclass
 
 class Level(enum.IntEnum):
     GL = 0
-    L2 = 1
-    L1 = 2
-    RF = 3
-    VRF = 4
+    L3 = 1
+    L2 = 2
+    L1 = 3
+    RF = 4
+    VRF = 5
 
     __hash__ = int.__hash__  # Enum's own hash is slow Python; the search hashes levels a lot
 
@@ -78,3 +82,7 @@ def _floor_pow2(x: int) -> int:
 # of the smaller L2 so that what the program does not model (stack, streams) keeps a share.
 AVX2_LIMITS = MemoryLimits(vrf=16, l1=32 * 1024, l2=512 * 1024)
 L1_WAYS = 8  # associativity of L1d on both
+L2_SAFE_RUNS = 64  # strided runs L2 keeps whatever the stride, up to 16 KiB (rewrites._runs)
+# A share of the last-level cache (32 MiB per Zen 4 CCX, shared by its cores and, on a VM,
+# with its neighbours) that the caller's operands may count on keeping between passes.
+L3_BYTES = 8 << 20
