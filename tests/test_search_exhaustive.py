@@ -17,7 +17,9 @@ Program counts grow too fast for literal enumeration of every shape, so three ti
    bottom-up equals the stated one) and is finite, i.e. no Spec is left without a program.
 
 All tiers cover f32,f32,f32 and bf16,bf16,f32 with B row- and column-major, at threads 1
-and 2. Runtime on a 2-core machine: ~25 s.
+and 2, with the caller's operands in L3 (as small ones are) and, for f32 with B row-major,
+also in DRAM (as a large weight matrix is; its fetches cost differently).
+Runtime on a 2-core machine: ~40 s.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Hashable, Iterator
+from dataclasses import replace
 from functools import cache
 
 import pytest
@@ -37,13 +40,17 @@ from morello.program import Program
 from morello.rewrites import actions, canonical, expand
 from morello.search import synthesize
 from morello.spec import Spec, matmul_spec
+from morello.target import Level
 
 F32, BF16 = Dtype.F32, Dtype.BF16
 CONFIGS = [
-    pytest.param(dtypes, b_layout, threads, id=f"{dtypes[0].value}-B{b_layout}-t{threads}")
+    pytest.param(dtypes, b_layout, threads, None, id=f"{dtypes[0].value}-B{b_layout}-t{threads}")
     for threads in (1, 2)
     for dtypes in ((F32, F32, F32), (BF16, BF16, F32))
     for b_layout in (ROW, COL)
+] + [
+    pytest.param((F32, F32, F32), ROW, threads, Level.GL, id=f"f32-Brow-t{threads}-dram")
+    for threads in (1, 2)
 ]
 ALL_SHAPES = list(itertools.product(range(1, 5), repeat=3))
 TINY_SHAPES = list(itertools.product(range(1, 3), repeat=3))
@@ -53,9 +60,16 @@ Tree = tuple[Hashable, tuple["Tree", ...]]  # (action, children)
 
 
 def root(
-    shape: tuple[int, int, int], dtypes: tuple[Dtype, Dtype, Dtype], b: Layout, threads: int
+    shape: tuple[int, int, int],
+    dtypes: tuple[Dtype, Dtype, Dtype],
+    b: Layout,
+    threads: int,
+    caller: Level | None = None,
 ) -> Spec:
-    return canonical(matmul_spec(*shape, dtypes, (ROW, b, ROW), threads=threads))
+    spec = matmul_spec(*shape, dtypes, (ROW, b, ROW), threads=threads)
+    if caller is not None:
+        spec = replace(spec, operands=tuple(replace(t, level=caller) for t in spec.operands))
+    return canonical(spec)
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +126,10 @@ def recost(program: Program, threads: int) -> float:
     return cost
 
 
-@pytest.mark.parametrize(("dtypes", "b_layout", "threads"), CONFIGS)
-def test_dp_is_min_over_every_program(dtypes, b_layout, threads, memo) -> None:
+@pytest.mark.parametrize(("dtypes", "b_layout", "threads", "caller"), CONFIGS)
+def test_dp_is_min_over_every_program(dtypes, b_layout, threads, memo, caller) -> None:
     for shape in TINY_SHAPES:
-        spec = root(shape, dtypes, b_layout, threads)
+        spec = root(shape, dtypes, b_layout, threads, caller)
         best = dp(spec, threads, memo)
         target = tree_of(best)
         count, low, found = 0, math.inf, False
@@ -130,21 +144,21 @@ def test_dp_is_min_over_every_program(dtypes, b_layout, threads, memo) -> None:
         assert found, f"{shape}: the DP's program is not among the {count} enumerated"
 
 
-@pytest.mark.parametrize(("dtypes", "b_layout", "threads"), CONFIGS)
-def test_dp_is_min_of_exact_cost_set(dtypes, b_layout, threads, memo) -> None:
+@pytest.mark.parametrize(("dtypes", "b_layout", "threads", "caller"), CONFIGS)
+def test_dp_is_min_of_exact_cost_set(dtypes, b_layout, threads, memo, caller) -> None:
     for shape in ALL_SHAPES:
         if math.prod(shape) > SET_MAX_VOLUME[threads]:
             continue
-        spec = root(shape, dtypes, b_layout, threads)
+        spec = root(shape, dtypes, b_layout, threads, caller)
         costs = cost_set(spec, threads)
         best = dp(spec, threads, memo).cost
         assert costs, shape
         assert math.isclose(min(costs), best, rel_tol=1e-9), (shape, min(costs), best)
 
 
-@pytest.mark.parametrize(("dtypes", "b_layout", "threads"), CONFIGS)
-def test_dp_program_is_valid_and_finite(dtypes, b_layout, threads, memo) -> None:
+@pytest.mark.parametrize(("dtypes", "b_layout", "threads", "caller"), CONFIGS)
+def test_dp_program_is_valid_and_finite(dtypes, b_layout, threads, memo, caller) -> None:
     for shape in ALL_SHAPES:
-        program = dp(root(shape, dtypes, b_layout, threads), threads, memo)
+        program = dp(root(shape, dtypes, b_layout, threads, caller), threads, memo)
         assert math.isfinite(program.cost), shape
         assert math.isclose(recost(program, threads), program.cost, rel_tol=1e-9)

@@ -1,0 +1,90 @@
+"""The cost model's rules about memory: where the caller's tensors live, what a resident
+tile's fetch costs, and which strided tiles a cache may hold."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from morello.cost import LINE_CYCLES, STREAM_START_CYCLES, action_cost, line_cost
+from morello.dtypes import Dtype
+from morello.layout import COL, ROW
+from morello.rewrites import Promote, expand, promotion
+from morello.spec import Op, Spec, TensorSpec, matmul_spec
+from morello.target import AVX2_LIMITS, L1_WAYS, L2_SAFE_RUNS, L3_BYTES, Level
+
+F32, BF16 = Dtype.F32, Dtype.BF16
+
+
+def _levels(spec: Spec) -> tuple[Level, ...]:
+    return tuple(t.level for t in spec.operands)
+
+
+def test_small_caller_tensors_are_in_l3_and_weights_in_dram() -> None:
+    # The seed: a 64 MiB weight matrix comes from DRAM; the vector and result stay cached.
+    seed = matmul_spec(1, 2048, 16384, (BF16, BF16, F32), (ROW, COL, ROW))
+    assert _levels(seed) == (Level.L3, Level.GL, Level.L3)
+    # f32 1024³: three 4 MiB matrices; the L3 share takes the first two, smallest first.
+    square = matmul_spec(1024, 1024, 1024, (F32, F32, F32))
+    assert 2 * square.operands[0].bytes <= L3_BYTES < 3 * square.operands[0].bytes
+    assert _levels(square) == (Level.L3, Level.L3, Level.GL)
+    assert _levels(matmul_spec(64, 64, 64, (F32, F32, F32))) == (Level.L3,) * 3
+
+
+def _at(spec: Spec, level: Level) -> Spec:
+    return replace(spec, operands=tuple(replace(t, level=level) for t in spec.operands))
+
+
+def _promote_cost(spec: Spec, child_cost: float) -> tuple[float, float]:
+    """The Promote's cost with a child costing ``child_cost``, and the lines it fetches."""
+    (child,) = expand(spec, Promote())
+    fetched = sum(
+        line_cost(t) for t, u in zip(spec.operands, child.operands, strict=True) if t != u
+    )
+    return action_cost(spec, Promote(), (child,), (child_cost,), 1), fetched
+
+
+@pytest.mark.parametrize("source", [Level.L3, Level.L2])
+def test_a_fetch_from_a_cache_overlaps_the_work(source: Level) -> None:
+    spec = _at(matmul_spec(6, 64, 16, (F32, F32, F32)), source)
+    cost, fetched = _promote_cost(spec, 1_000.0)
+    assert 0 < fetched < 1_000.0
+    assert cost == 1_000.0  # compute-bound: the lines arrive while it works
+    cost, fetched = _promote_cost(spec, 1.0)
+    assert cost == fetched  # bound by the fetch
+
+
+def test_a_fetch_from_dram_is_charged_in_full() -> None:
+    spec = _at(matmul_spec(6, 64, 16, (F32, F32, F32)), Level.GL)
+    cost, fetched = _promote_cost(spec, 1_000.0)
+    assert fetched > 0 and cost == fetched + 1_000.0
+    assert LINE_CYCLES[Level.GL] > LINE_CYCLES[Level.L3] > 0
+    assert STREAM_START_CYCLES[Level.GL] > STREAM_START_CYCLES[Level.L3]
+
+
+def _b_tile(rows: int) -> Spec:
+    """A 6 x rows x 16 matmul whose B is a strided tile (16 of a wider row-major matrix's
+    columns): ``rows`` runs of one line each."""
+    a = TensorSpec((6, rows), F32, ROW, Level.L2)
+    b = TensorSpec((rows, 16), F32, ROW, Level.L3, contiguous=False)
+    c = TensorSpec((6, 16), F32, ROW, Level.L2, contiguous=False)
+    limits = replace(AVX2_LIMITS, l1=0)  # only L2 is on offer
+    return Spec(Op.MATMUL, (a, b, c), limits, True)
+
+
+def test_l2_holds_a_strided_tile_only_up_to_its_safe_runs() -> None:
+    fits = promotion(_b_tile(L2_SAFE_RUNS))
+    assert fits is not None and fits.operands[1].level == Level.L2
+    assert promotion(_b_tile(2 * L2_SAFE_RUNS)) is None  # it must be packed by a Move
+
+
+def test_l1_holds_a_strided_tile_only_up_to_its_ways() -> None:
+    def spec(rows: int) -> Spec:
+        a = TensorSpec((rows, 8), F32, ROW, Level.L3, contiguous=False)
+        b = TensorSpec((8, 8), F32, ROW, Level.L3)
+        c = TensorSpec((rows, 8), F32, ROW, Level.L3, contiguous=False)
+        return Spec(Op.MATMUL, (a, b, c), AVX2_LIMITS, True)
+
+    assert _levels(promotion(spec(L1_WAYS))) == (Level.L1,) * 3
+    assert Level.L1 not in _levels(promotion(spec(L1_WAYS + 1)))
