@@ -8,10 +8,12 @@ import re
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from morello import __version__, cmake_dir, kernel_list
-from morello.api import matmul_problem, synthesize_spec
+from morello.api import Synthesized, matmul_problem, synthesize_spec
 from morello.codegen import check_name
 from morello.cpu import missing_features
 from morello.db import MemoDB, default_db_path, format_stats, open_memo
@@ -24,6 +26,9 @@ from morello.generate import (
 )
 from morello.memo import InMemoryMemo, Memo
 from morello.spec import SpecError
+
+if TYPE_CHECKING:
+    from morello.rerank import Measured
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,6 +64,14 @@ def _build_parser() -> argparse.ArgumentParser:
     mm.add_argument("--name", default="matmul", help="C++ function name (default: matmul)")
     mm.add_argument("-o", "--output", type=Path, help="header file to write (default: stdout)")
     mm.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    mm.add_argument(
+        "--measure",
+        type=int,
+        default=1,
+        metavar="K",
+        help="time the model's optimum and its K-1 cheapest one-decision neighbours on this "
+        "machine and emit the fastest (needs g++; default 1: the model decides)",
+    )
     _db_options(mm)
 
     bench = commands.add_parser(
@@ -83,6 +96,14 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="run only workloads whose name contains this (repeatable)",
+    )
+    bench.add_argument(
+        "--measure",
+        type=int,
+        default=1,
+        metavar="K",
+        help="ours is the fastest of the model's optimum and its K-1 cheapest neighbours, "
+        "timed before the suite (default 1: the model's optimum)",
     )
     bench.add_argument(
         "--synthesis",
@@ -172,13 +193,19 @@ def _synth(args: argparse.Namespace) -> int:
         if tty:
             print(f"\rsearching: {solved:,} Specs solved", end="", file=report, flush=True)
 
+    if args.measure < 1:
+        raise SpecError(f"--measure must be at least 1, got {args.measure}")
     memo = _memo(args)
     try:
         result = synthesize_spec(spec, threads=args.threads, memo=memo, progress=progress)
+        if tty:
+            print("\r\x1b[K", end="", file=report)
+        ranking = None
+        if args.measure > 1:
+            ranking = _rerank(result, memo, args.measure, report)
+            result = replace(result, program=ranking[0].candidate.program)
     finally:
         memo.close()
-    if tty:
-        print("\r\x1b[K", end="", file=report)
     header = result.to_header(args.name)
     print(result.program.render_tree(color=color), file=report)
     print(
@@ -186,6 +213,10 @@ def _synth(args: argparse.Namespace) -> int:
         f"solved in {result.stats.seconds:.2f} s{_memo_note(memo)}",
         file=report,
     )
+    if ranking is not None:
+        from morello.rerank import format_ranking
+
+        print(f"\nmeasured on this machine, fastest first:\n{format_ranking(ranking)}", file=report)
     if args.output:
         try:
             args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +233,22 @@ def _memo_note(memo: Memo) -> str:
     if not isinstance(memo, MemoDB):
         return " (no memo table)"
     return f"; {memo.loaded:,} answered from the memo table {memo.path}"
+
+
+def _rerank(result: Synthesized, memo: Memo, count: int, report: TextIO) -> list[Measured]:
+    from morello.bench import BenchError
+    from morello.rerank import measure, neighbours
+
+    candidates = neighbours(result.program.spec, result.threads, memo, count)
+    try:
+        return measure(
+            result.program.spec,
+            candidates,
+            result.threads,
+            log=lambda line: print(f"measuring: {line}", file=report, flush=True),
+        )
+    except BenchError as e:
+        raise SpecError(f"--measure: {e}") from None
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -222,7 +269,15 @@ def _bench(args: argparse.Namespace) -> int:
     if not threads or min(threads) < 1:
         raise SpecError(f"--threads {args.threads!r}: thread counts must be at least 1")
     only = tuple(args.workload)
-    options = {"quick": args.quick, "peers": peers, "threads": threads, "only": only}
+    if args.measure < 1:
+        raise SpecError(f"--measure must be at least 1, got {args.measure}")
+    options = {
+        "quick": args.quick,
+        "peers": peers,
+        "threads": threads,
+        "only": only,
+        "measure": args.measure,
+    }
     memo = _memo(args)
     try:
         if args.workdir is not None:

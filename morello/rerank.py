@@ -1,0 +1,166 @@
+"""Re-ranking by measurement, where the model cannot separate close candidates.
+
+The candidates are the optimum's one-decision neighbours: programs that take another action
+at one node that carries a real share of the predicted time, with everything below that
+node re-optimized by the DP (every such sub-Spec was already solved on the way to the
+optimum, so this costs lookups, not search). The best few by predicted cost are compiled
+into one library with the optimum, checked against an exact product, and timed round by
+round as the benchmark times systems. The fastest median wins; the memo table keeps the
+model's optimum, since the measurement belongs to this machine at this moment.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from morello.bench import BenchKernel, NativeBench, aligned_empty, build_library
+from morello.bench import measure as interleaved
+from morello.cost import action_cost
+from morello.layout import COL
+from morello.memo import Memo
+from morello.peers import Inputs, Problem, error_bound
+from morello.program import Program
+from morello.rewrites import Tile, actions, expand
+from morello.search import Search
+from morello.spec import Spec, SpecError
+from morello.target import Level
+
+SHARE = 0.1  # a node must carry a tenth of the predicted time for its choice to be timed
+PER_NODE = 2  # alternatives kept per such node
+ROUNDS = 7
+MIN_TIME_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    program: Program
+    change: str  # the decision that differs from the model's optimum; "" for the optimum
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    candidate: Candidate
+    seconds: float  # median per call
+    best: float  # fastest round, per call
+    error: float  # max |c - exact| / (|A|·|B|)
+
+
+def neighbours(spec: Spec, threads: int, memo: Memo, count: int) -> list[Candidate]:
+    """The model's optimum for ``spec`` and its ``count - 1`` cheapest one-decision
+    neighbours, by predicted cost."""
+    search = Search(threads, memo)
+    optimum = search.program(spec)
+    found: dict[Program, Candidate] = {optimum: Candidate(optimum, "")}
+    for path, node, runs in _weighty_nodes(optimum, optimum.cost):
+        alternatives = []
+        for action in actions(node.spec, threads):
+            children = expand(node.spec, action)
+            if action == node.action or children is None:
+                continue
+            solutions = [search.solve(c) for c in children]
+            if any(s.action is None for s in solutions):
+                continue
+            cost = action_cost(node.spec, action, children, [s.cost for s in solutions], threads)
+            alternatives.append((cost, action, children))
+        alternatives.sort(key=lambda alt: alt[0])
+        for cost, action, children in alternatives[:PER_NODE]:
+            subtree = Program(node.spec, action, tuple(search.program(c) for c in children), cost)
+            program = _splice(optimum, path, subtree, threads)
+            change = f"{node.action} → {action}" + (f" (×{runs:,})" if runs > 1 else "")
+            found.setdefault(program, Candidate(program, change))
+    ranked = sorted(found.values(), key=lambda c: (c.change != "", c.program.cost))
+    return ranked[:count]
+
+
+def _weighty_nodes(node: Program, total: float, path: tuple[int, ...] = (), runs: int = 1):
+    """(path, node, times it runs) of every node whose runs carry SHARE of ``total``."""
+    if node.cost * runs < SHARE * total or not node.children:
+        return
+    yield path, node, runs
+    for index, child in enumerate(node.children):
+        times = runs
+        if isinstance(node.action, Tile) and index == 0:
+            times *= node.action.dim.extent(node.spec) // node.action.size
+        yield from _weighty_nodes(child, total, (*path, index), times)
+
+
+def _splice(root: Program, path: tuple[int, ...], subtree: Program, threads: int) -> Program:
+    """``root`` with the node at ``path`` replaced, its ancestors' costs recomputed."""
+    if not path:
+        return subtree
+    index, rest = path[0], path[1:]
+    children = list(root.children)
+    children[index] = _splice(children[index], rest, subtree, threads)
+    specs = tuple(c.spec for c in children)
+    cost = action_cost(root.spec, root.action, specs, [c.cost for c in children], threads)
+    return Program(root.spec, root.action, tuple(children), cost)
+
+
+def measure(
+    spec: Spec,
+    candidates: Sequence[Candidate],
+    threads: int,
+    *,
+    workdir: Path | None = None,
+    log: Callable[[str], None] = lambda line: None,
+) -> list[Measured]:
+    """Compiles the candidates into one library, checks each against the exact product and
+    times them interleaved. Returns them fastest first; a wrong one raises SpecError."""
+    if not spec.is_matmul:
+        raise SpecError("only matmuls can be measured")
+    a, b, c = spec.operands
+    m, k, n = spec.mkn
+    # A problem cold like the Spec: weights the model reads from DRAM rotate through copies.
+    problem = Problem(m, k, n, a.dtype, b.dtype, b_col=b.layout == COL, cold=b.level == Level.GL)
+    kernels = []
+    for i, candidate in enumerate(candidates):
+        header = candidate.program.to_header(f"candidate_{i}", threads=threads)
+        kernels.append(
+            BenchKernel(f"candidate {i}", header, f"candidate_{i}", a.dtype, b.dtype, c.dtype)
+        )
+    with tempfile.TemporaryDirectory(prefix="morello-rerank-") as tmp:
+        log(f"compiling {len(kernels)} candidates")
+        native = NativeBench(build_library(kernels, workdir or Path(tmp)))
+        inputs = Inputs(problem)
+        a_copies, b_copies = inputs.native()
+        outputs = [aligned_empty((m, n), np.float32) for _ in candidates]
+        runs = [native.kernel(i, a_copies, b_copies, out) for i, out in enumerate(outputs)]
+        reference, scale = inputs.reference()
+        errors = []
+        for run, out in zip(runs, outputs, strict=True):
+            out[...] = 0.0  # C += A·B from zero is A·B, whether or not the kernel accumulates
+            run(1)  # call 0 reads copy 0, the values the reference is made of
+            errors.append(float(np.max(np.abs(out - reference) / np.maximum(scale, 1e-30))))
+        bound = error_bound(k)
+        for i, error in enumerate(errors):
+            if not error <= bound:
+                raise SpecError(f"candidate {i} is wrong: error {error:.2e} > bound {bound:.2e}")
+        log(f"timing {len(kernels)} candidates, {ROUNDS} rounds")
+        timings = interleaved(runs, rounds=ROUNDS, min_time_s=MIN_TIME_S)
+    measured = [
+        Measured(cand, t.median, t.best, error)
+        for cand, t, error in zip(candidates, timings, errors, strict=True)
+    ]
+    return sorted(measured, key=lambda r: r.seconds)
+
+
+def format_ranking(measured: Sequence[Measured]) -> str:
+    """A table of the candidates, fastest first, against the model's optimum."""
+    optimum = next(r for r in measured if not r.candidate.change)
+    lines = [f"{'#':>2}  {'predicted':>14}  {'measured':>10}  {'vs optimum':>10}  change"]
+    for i, r in enumerate(measured, 1):
+        change = r.candidate.change or "(the model's optimum)"
+        lines.append(
+            f"{i:>2}  {r.candidate.program.cost:>14,.0f}  {_duration(r.seconds):>10}  "
+            f"{optimum.seconds / r.seconds:>9.3f}x  {change}"
+        )
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.1f} µs"
