@@ -79,7 +79,7 @@ def neighbours(spec: Spec, threads: int, memo: Memo, count: int) -> list[Candida
 
 def _weighty_nodes(node: Program, total: float, path: tuple[int, ...] = (), runs: int = 1):
     """(path, node, times it runs) of every node whose runs carry SHARE of ``total``."""
-    if node.cost * runs < SHARE * total or not node.children:
+    if node.cost * runs < SHARE * total:
         return
     yield path, node, runs
     for index, child in enumerate(node.children):
