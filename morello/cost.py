@@ -25,8 +25,8 @@ import math
 from collections.abc import Sequence
 
 from morello.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening
-from morello.layout import CACHE_LINE, EVEN_ODD_BLOCK, ColMajor, RowMajor
-from morello.rewrites import Action, Promote, Tile
+from morello.layout import CACHE_LINE, EVEN_ODD_BLOCK, RowMajor
+from morello.rewrites import Action, Promote, Tile, runs
 from morello.spec import Spec, TensorSpec
 from morello.target import F32_LANES, Level
 
@@ -63,13 +63,7 @@ PARALLEL_TASK_CYCLES = 100.0  # handing one task to a thread
 
 
 def line_cost(t: TensorSpec) -> float:
-    runs = 1 if t.contiguous else _runs(t)
-    return t.lines() * LINE_CYCLES[t.level] + runs * STREAM_START_CYCLES.get(t.level, 0.0)
-
-
-def _runs(t: TensorSpec) -> int:
-    """Separate contiguous pieces of a strided tile: its rows, or its columns if col-major."""
-    return t.shape[1] if isinstance(t.layout, ColMajor) else t.shape[0]
+    return t.lines() * LINE_CYCLES[t.level] + runs(t) * STREAM_START_CYCLES.get(t.level, 0.0)
 
 
 def kernel_cost(kernel: Kernel, spec: Spec) -> float:

@@ -253,13 +253,13 @@ def promotion(spec: Spec) -> Spec | None:
     limits = spec.limits
     outside = [i for i, t in enumerate(operands) if t.level < Level.L1]
     working_set = sum(footprint(operands[i]) for i in outside)
-    if outside and working_set <= limits.l1 and all(_runs(operands[i]) <= L1_WAYS for i in outside):
+    if outside and working_set <= limits.l1 and all(runs(operands[i]) <= L1_WAYS for i in outside):
         limits = limits.minus(Level.L1, working_set)
         for i in outside:
             operands[i] = replace(operands[i], level=Level.L1)
     for index in sorted(range(len(operands)), key=lambda i: footprint(operands[i])):
         t = operands[index]
-        if t.level < Level.L2 and footprint(t) <= limits.l2 and _runs(t) <= L2_SAFE_RUNS:
+        if t.level < Level.L2 and footprint(t) <= limits.l2 and runs(t) <= L2_SAFE_RUNS:
             limits = limits.minus(Level.L2, footprint(t))
             operands[index] = replace(t, level=Level.L2)
     if operands == list(spec.operands):
@@ -267,7 +267,7 @@ def promotion(spec: Spec) -> Spec | None:
     return replace(spec, operands=tuple(operands), limits=limits)
 
 
-def _runs(t: TensorSpec) -> int:
+def runs(t: TensorSpec) -> int:
     """Separate pieces of the buffer a tile spans: 1 if it is contiguous, else its rows (its
     columns if col-major).
 

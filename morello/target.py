@@ -82,7 +82,7 @@ def _floor_pow2(x: int) -> int:
 # of the smaller L2 so that what the program does not model (stack, streams) keeps a share.
 AVX2_LIMITS = MemoryLimits(vrf=16, l1=32 * 1024, l2=512 * 1024)
 L1_WAYS = 8  # associativity of L1d on both
-L2_SAFE_RUNS = 64  # strided runs L2 keeps whatever the stride, up to 16 KiB (rewrites._runs)
+L2_SAFE_RUNS = 64  # strided runs L2 keeps whatever the stride, up to 16 KiB (rewrites.runs)
 # A share of the last-level cache (32 MiB per Zen 4 CCX, shared by its cores and, on a VM,
 # with its neighbours) that the caller's operands may count on keeping between passes.
 L3_BYTES = 8 << 20
