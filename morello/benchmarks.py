@@ -50,6 +50,7 @@ from morello.peers import (
     Problem,
     Skipped,
     error_bound,
+    max_error,
     thread_environment,
 )
 from morello.spec import SpecError
@@ -139,12 +140,8 @@ def synthesize_kernels(
             )
             note = ""
             if measure > 1:
-                ranking = rerank.measure(
-                    result.program.spec,
-                    rerank.neighbours(result.program.spec, t, memo, measure),
-                    t,
-                    log=lambda line: log(f"    {line}"),
-                )
+                spec = result.program.spec
+                ranking = rerank.rank(spec, t, memo, measure, lambda line: log(f"    {line}"))
                 chosen = ranking[0]
                 optimum = next(r for r in ranking if not r.candidate.change)
                 note = f"fastest of {len(ranking)} measured candidates"
@@ -164,10 +161,6 @@ def _worker_init(threads: int) -> None:
     os.environ.update(thread_environment(threads))
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, cores[:threads])
-
-
-def _max_error(output: np.ndarray, reference: np.ndarray, scale: np.ndarray) -> float:
-    return float(np.max(np.abs(output.astype(np.float64) - reference) / np.maximum(scale, 1e-30)))
 
 
 def run_thread_count(
@@ -208,7 +201,7 @@ def run_thread_count(
         reference, scale = inputs.reference()
         systems = []
         for contender, timing in zip(contenders, timings, strict=False):
-            error = _max_error(contender.output(), reference, scale)
+            error = max_error(contender.output(), reference, scale)
             systems.append(
                 SystemResult(
                     contender.system,

@@ -193,8 +193,7 @@ def _synth(args: argparse.Namespace) -> int:
         if tty:
             print(f"\rsearching: {solved:,} Specs solved", end="", file=report, flush=True)
 
-    if args.measure < 1:
-        raise SpecError(f"--measure must be at least 1, got {args.measure}")
+    _at_least_one(args.measure, "--measure")
     memo = _memo(args)
     try:
         result = synthesize_spec(spec, threads=args.threads, memo=memo, progress=progress)
@@ -235,18 +234,20 @@ def _memo_note(memo: Memo) -> str:
     return f"; {memo.loaded:,} answered from the memo table {memo.path}"
 
 
+def _at_least_one(value: int, option: str) -> None:
+    if value < 1:
+        raise SpecError(f"{option} must be at least 1, got {value}")
+
+
 def _rerank(result: Synthesized, memo: Memo, count: int, report: TextIO) -> list[Measured]:
     from morello.bench import BenchError
-    from morello.rerank import measure, neighbours
+    from morello.rerank import rank
 
-    candidates = neighbours(result.program.spec, result.threads, memo, count)
+    def log(line: str) -> None:
+        print(f"measuring: {line}", file=report, flush=True)
+
     try:
-        return measure(
-            result.program.spec,
-            candidates,
-            result.threads,
-            log=lambda line: print(f"measuring: {line}", file=report, flush=True),
-        )
+        return rank(result.program.spec, result.threads, memo, count, log)
     except BenchError as e:
         raise SpecError(f"--measure: {e}") from None
 
@@ -269,8 +270,7 @@ def _bench(args: argparse.Namespace) -> int:
     if not threads or min(threads) < 1:
         raise SpecError(f"--threads {args.threads!r}: thread counts must be at least 1")
     only = tuple(args.workload)
-    if args.measure < 1:
-        raise SpecError(f"--measure must be at least 1, got {args.measure}")
+    _at_least_one(args.measure, "--measure")
     options = {
         "quick": args.quick,
         "peers": peers,
@@ -293,10 +293,8 @@ def _precompute(args: argparse.Namespace) -> int:
 
     from morello import precompute
 
-    if args.max_size < 1:
-        raise SpecError(f"--max-size must be at least 1, got {args.max_size}")
-    if args.jobs < 1:
-        raise SpecError(f"--jobs must be at least 1, got {args.jobs}")
+    _at_least_one(args.max_size, "--max-size")
+    _at_least_one(args.jobs, "--jobs")
     path = args.db or default_db_path()
     todo = precompute.problems(
         args.max_size,

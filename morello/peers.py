@@ -119,6 +119,11 @@ def error_bound(k: int, bf16_roundings: int = 0) -> float:
     return (k + 2) * 2.0**-24 + bf16_roundings * 2.0**-8
 
 
+def max_error(output: np.ndarray, reference: np.ndarray, scale: np.ndarray) -> float:
+    """The largest |output - reference| / (|A|·|B|): what ``error_bound`` bounds."""
+    return float(np.max(np.abs(output.astype(np.float64) - reference) / np.maximum(scale, 1e-30)))
+
+
 def _roundings(problem: Problem, dtype: Dtype, bf16_output: bool = False) -> int:
     narrowed = problem.a_dtype != dtype and dtype == Dtype.BF16
     return int(narrowed) + int(bf16_output)

@@ -23,9 +23,9 @@ from morello.bench import measure as interleaved
 from morello.cost import action_cost
 from morello.layout import COL
 from morello.memo import Memo
-from morello.peers import Inputs, Problem, error_bound
+from morello.peers import Inputs, Problem, error_bound, max_error
 from morello.program import Program
-from morello.rewrites import Tile, actions, expand
+from morello.rewrites import Tile
 from morello.search import Search
 from morello.spec import Spec, SpecError
 from morello.target import Level
@@ -57,16 +57,7 @@ def neighbours(spec: Spec, threads: int, memo: Memo, count: int) -> list[Candida
     optimum = search.program(spec)
     found: dict[Program, Candidate] = {optimum: Candidate(optimum, "")}
     for path, node, runs in _weighty_nodes(optimum, optimum.cost):
-        alternatives = []
-        for action in actions(node.spec, threads):
-            children = expand(node.spec, action)
-            if action == node.action or children is None:
-                continue
-            solutions = [search.solve(c) for c in children]
-            if any(s.action is None for s in solutions):
-                continue
-            cost = action_cost(node.spec, action, children, [s.cost for s in solutions], threads)
-            alternatives.append((cost, action, children))
+        alternatives = [o for o in search.options(node.spec) if o[1] != node.action]
         alternatives.sort(key=lambda alt: alt[0])
         for cost, action, children in alternatives[:PER_NODE]:
             subtree = Program(node.spec, action, tuple(search.program(c) for c in children), cost)
@@ -135,7 +126,7 @@ def measure(
         for run, out in zip(runs, outputs, strict=True):
             out[...] = 0.0  # C += A·B from zero is A·B, whether or not the kernel accumulates
             run(1)  # call 0 reads copy 0, the values the reference is made of
-            errors.append(float(np.max(np.abs(out - reference) / np.maximum(scale, 1e-30))))
+            errors.append(max_error(out, reference, scale))
         bound = error_bound(k)
         for i, error in enumerate(errors):
             if not error <= bound:
@@ -147,6 +138,13 @@ def measure(
         for cand, t, error in zip(candidates, timings, errors, strict=True)
     ]
     return sorted(measured, key=lambda r: r.seconds)
+
+
+def rank(
+    spec: Spec, threads: int, memo: Memo, count: int, log: Callable[[str], None]
+) -> list[Measured]:
+    """``measure`` of ``neighbours``: the optimum and its neighbours, fastest first."""
+    return measure(spec, neighbours(spec, threads, memo, count), threads, log=log)
 
 
 def format_ranking(measured: Sequence[Measured]) -> str:

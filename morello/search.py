@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from morello.cost import action_cost
 from morello.memo import InMemoryMemo, Memo, Solution
 from morello.program import Program
-from morello.rewrites import actions, canonical, expand
+from morello.rewrites import Action, actions, canonical, expand
 from morello.spec import Spec, SpecError
 
 NO_PROGRAM = Solution(None, math.inf)
@@ -45,6 +45,18 @@ class Search:
         if hit is not None:
             return hit
         best = NO_PROGRAM
+        for cost, action, _ in self.options(spec):
+            if cost < best.cost:
+                best = Solution(action, cost)
+        self.memo.put(spec, self.threads, best)
+        self.solved += 1
+        if self._progress is not None and self.solved % 1000 == 0:
+            self._progress(self.solved)
+        return best
+
+    def options(self, spec: Spec) -> Iterator[tuple[float, Action, tuple[Spec, ...]]]:
+        """(cost, action, sub-Specs) of every rewrite of ``spec`` whose sub-Specs all have
+        programs, each sub-Spec solved optimally."""
         for action in actions(spec, self.threads):
             children = expand(spec, action)
             if children is None:
@@ -56,14 +68,7 @@ class Search:
                     break
                 costs.append(sol.cost)
             else:
-                cost = action_cost(spec, action, children, costs, self.threads)
-                if cost < best.cost:
-                    best = Solution(action, cost)
-        self.memo.put(spec, self.threads, best)
-        self.solved += 1
-        if self._progress is not None and self.solved % 1000 == 0:
-            self._progress(self.solved)
-        return best
+                yield action_cost(spec, action, children, costs, self.threads), action, children
 
     def program(self, spec: Spec) -> Program:
         """The optimal program for ``spec``: the memoized actions, re-expanded."""
