@@ -9,7 +9,7 @@ of named ``__m256`` variables for a tile held in vector registers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import jinja2
 from morello import __version__
 from morello.dtypes import Dtype
 from morello.kernels import DOT_PREFETCH_BYTES, Kernel, KernelKind, is_even_odd_widening
-from morello.layout import EVEN_ODD, Layout, Packed, RowMajor, add
+from morello.layout import EVEN_ODD, ROW, Layout, Packed, RowMajor, add
 from morello.program import Program
 from morello.rewrites import Dim, Move, Promote, Tile, ToAccum
 from morello.spec import Op, Spec, SpecError, TensorSpec
@@ -67,6 +67,10 @@ class MemView:
         """The element as a float expression."""
         e = self.elem(i, j)
         return f"detail::bf16_to_f32({e})" if self.dtype == Dtype.BF16 else e
+
+    def from_column(self, j: str) -> MemView:
+        """The same buffer seen from column ``j`` on."""
+        return replace(self, offset=self._index(0, j))
 
     def at(self, i: object, j: object) -> str:
         index = self._index(i, j)
@@ -248,16 +252,35 @@ def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
             src, dst = views
             assert isinstance(src, MemView) and isinstance(dst, MemView)
             rows, cols = spec.operands[0].shape
-            value = src.value("i", "j") if dst.dtype == Dtype.F32 else src.elem("i", "j")
+            if isinstance(dst.layout, Packed) and cols > dst.layout.width:
+                return _panel_copy(src, dst, rows, cols, dst.layout.width)
             fast = None
             if is_even_odd_widening(*spec.operands):
                 fast = {"src_row": src.at("i", 0), "dst_row": dst.at("i", 0)}
-            return mac.copy(rows, cols, dst.elem("i", "j"), value, fast)
+            return mac.copy(rows, cols, dst.elem("i", "j"), _copied(src, dst), fast)
         case KernelKind.SCALAR_FMA:
             a, b, c = views
             assert isinstance(a, MemView) and isinstance(b, MemView) and isinstance(c, MemView)
             return mac.scalar_fma(c.elem(0, 0), a.value(0, 0), b.value(0, 0))
     raise AssertionError(kernel)
+
+
+def _copied(src: MemView, dst: MemView) -> str:
+    return src.value("i", "j") if dst.dtype == Dtype.F32 else src.elem("i", "j")
+
+
+def _panel_copy(src: MemView, dst: MemView, rows: int, cols: int, width: int) -> str:
+    """Packing, one panel at a time: within a panel both sides of the inner loop are
+    unit-stride, so the compiler vectorizes it, which the packed layout's ``j / width``
+    index in a single loop over all columns prevents."""
+    s = src.from_column("jp")
+    d = replace(dst.from_column("jp"), layout=ROW, ld=width)
+    full, tail = divmod(cols, width)
+
+    def panel(w: int) -> str | None:
+        return _macros().copy(rows, w, d.elem("i", "j"), _copied(s, d), None) if w else None
+
+    return _macros().panel_copy(full * width, width, panel(width if full else 0), panel(tail))
 
 
 def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:

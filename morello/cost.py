@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from morello.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening
+from morello.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening, is_vector_copy
 from morello.layout import CACHE_LINE, EVEN_ODD_BLOCK, RowMajor
 from morello.rewrites import Action, Promote, Tile, runs
 from morello.spec import Spec, TensorSpec
@@ -83,9 +83,8 @@ def kernel_cost(kernel: Kernel, spec: Spec) -> float:
             return per * COPY_CYCLES_PER_VECTOR + line_cost(mem)
         case KernelKind.COPY:
             src, dst = spec.operands
-            same_order = type(src.layout) is type(dst.layout) and src.dtype == dst.dtype
             moved = _vectors(src) * COPY_CYCLES_PER_VECTOR
-            if not same_order:
+            if not is_vector_copy(src, dst):
                 moved = _elems(src) * COPY_CYCLES_PER_ELEMENT
             if is_even_odd_widening(src, dst):
                 blocks = math.ceil(src.shape[0] * src.shape[1] / EVEN_ODD_BLOCK)

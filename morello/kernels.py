@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 
 from morello.dtypes import Dtype
-from morello.layout import ColMajor, EvenOdd, Layout, RowMajor
+from morello.layout import ColMajor, EvenOdd, Layout, Packed, RowMajor
 from morello.spec import Op, Spec, TensorSpec
 from morello.target import F32_LANES, Level
 
@@ -63,6 +63,18 @@ class Kernel:
 
 def _in_memory(level: Level) -> bool:
     return not level.is_register
+
+
+def is_vector_copy(src: TensorSpec, dst: TensorSpec) -> bool:
+    """A copy that moves whole vectors: same dtype, and rows of consecutive elements on both
+    sides (a packed buffer is copied panel by panel, each panel row-major), or the same
+    column order."""
+    if src.dtype != dst.dtype:
+        return False
+    rows = (RowMajor, Packed)
+    if isinstance(src.layout, rows) and isinstance(dst.layout, rows):
+        return True
+    return type(src.layout) is type(dst.layout)
 
 
 def is_even_odd_widening(src: TensorSpec, dst: TensorSpec) -> bool:

@@ -6,14 +6,17 @@ from pathlib import Path
 import pytest
 
 from morello.api import matmul_problem, synthesize_spec
+from morello.dtypes import Dtype
+from morello.layout import Packed
 from morello.memo import InMemoryMemo
 from morello.program import Program
-from morello.rewrites import canonical
+from morello.rewrites import B, Move, canonical
 from morello.search import Search
+from morello.target import Level
 
 from .bindings import build
 from .kernel_cases import CASES
-from .random_programs import random_program
+from .random_programs import forced_program, random_program
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "bindings"
 
@@ -32,7 +35,10 @@ def programs() -> dict[str, Program]:
             threads=case.threads,
             accumulate=case.accumulate or case.bias,
         )
-        if case.sample is None:
+        if case.packed_b:
+            pack = Move(B, Level.L1, Packed(16), Dtype.F32)
+            found[case.name] = forced_program(canonical(spec), pack, Search(case.threads, memo))
+        elif case.sample is None:
             found[case.name] = synthesize_spec(spec, threads=case.threads, memo=memo).program
         else:
             rng = random.Random(case.name)

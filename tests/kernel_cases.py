@@ -17,6 +17,7 @@ class Case:
     a_layout: str = "row"
     c_layout: str = "row"
     bias: bool = False  # + bias[N]: the program accumulates onto C after the bias is set
+    packed_b: bool = False  # B packed into 16-wide f32 panels at the root, the optimum below
 
     @property
     def bias_mode(self) -> str | None:
@@ -28,6 +29,7 @@ class Case:
         a, b, _ = self.dtypes
         acc = ("_acc" if self.accumulate else "") + ("_bias" if self.bias else "")
         rnd = "" if self.sample is None else f"_random{self.sample}"
+        rnd += "_packedB" if self.packed_b else ""
         ac = (
             ""
             if (self.a_layout, self.c_layout) == ("row", "row")
@@ -88,6 +90,14 @@ CASES: tuple[Case, ...] = (
     # The seed: Gemma 2B's FFW gating projection, one token of decode.
     Case((1, 2048, 16384), BF16, "col"),
     Case((1, 2048, 16384), BF16, "col", threads=2),
+    # Packing B: whole 16-wide panels and a narrower last one, widened from bf16 or not,
+    # from either layout.
+    *(
+        Case(shape, dt, lay, packed_b=True)
+        for shape in ((6, 64, 40), (3, 48, 32))
+        for dt in (F32, BF16)
+        for lay in ("row", "col")
+    ),
     # Random programs of the space: every rewrite must be correct, not only the chosen ones.
     *(
         Case(shape, dt, lay, accumulate=acc, threads=t, sample=i)

@@ -12,7 +12,7 @@ import random
 
 from morello.cost import action_cost
 from morello.program import Program
-from morello.rewrites import Move, actions, expand
+from morello.rewrites import Action, Move, actions, expand
 from morello.search import Search
 from morello.spec import Spec
 
@@ -30,5 +30,15 @@ def random_program(spec: Spec, search: Search, rng: random.Random) -> Program:
     assert options, f"no complete program for {spec}"
     action, children = rng.choices(options, weights)[0]
     kids = tuple(random_program(c, search, rng) for c in children)
+    cost = action_cost(spec, action, children, [k.cost for k in kids], search.threads)
+    return Program(spec, action, kids, cost)
+
+
+def forced_program(spec: Spec, action: Action, search: Search) -> Program:
+    """``action`` at the root, even where the space would not offer it there, and the
+    optimum below it: reaches code paths no optimum of a small case takes."""
+    children = expand(spec, action)
+    assert children is not None, f"{action} does not apply to {spec}"
+    kids = tuple(search.program(c) for c in children)
     cost = action_cost(spec, action, children, [k.cost for k in kids], search.threads)
     return Program(spec, action, kids, cost)

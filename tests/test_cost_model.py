@@ -7,9 +7,18 @@ from dataclasses import replace
 
 import pytest
 
-from morello.cost import LINE_CYCLES, STREAM_START_CYCLES, action_cost, line_cost
+from morello.cost import (
+    COPY_CYCLES_PER_ELEMENT,
+    COPY_CYCLES_PER_VECTOR,
+    LINE_CYCLES,
+    STREAM_START_CYCLES,
+    action_cost,
+    kernel_cost,
+    line_cost,
+)
 from morello.dtypes import Dtype
-from morello.layout import COL, ROW
+from morello.kernels import Kernel, KernelKind
+from morello.layout import COL, ROW, Packed
 from morello.rewrites import Promote, expand, promotion
 from morello.spec import Op, Spec, TensorSpec, matmul_spec
 from morello.target import AVX2_LIMITS, L1_WAYS, L2_SAFE_RUNS, L3_BYTES, Level
@@ -88,3 +97,14 @@ def test_l1_holds_a_strided_tile_only_up_to_its_ways() -> None:
 
     assert _levels(promotion(spec(L1_WAYS))) == (Level.L1,) * 3
     assert Level.L1 not in _levels(promotion(spec(L1_WAYS + 1)))
+
+
+def test_packing_rows_into_panels_moves_vectors_and_a_transpose_moves_elements() -> None:
+    def copy_cycles(src_layout) -> float:
+        src = TensorSpec((64, 32), F32, src_layout, Level.L2)
+        dst = TensorSpec((64, 32), F32, Packed(16), Level.L1)
+        spec = Spec(Op.MOVE, (src, dst), AVX2_LIMITS, True)
+        return kernel_cost(Kernel(KernelKind.COPY), spec) - line_cost(src) - line_cost(dst)
+
+    assert copy_cycles(ROW) == 64 * 32 / 8 * COPY_CYCLES_PER_VECTOR  # panel by panel
+    assert copy_cycles(COL) == 64 * 32 * COPY_CYCLES_PER_ELEMENT
