@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from morello import rerank
+from morello import host, rerank
 from morello.api import matmul_problem, synthesize_spec
 from morello.bench import (
     BANDWIDTH_BYTES,
@@ -253,6 +253,12 @@ def run_suite(
     cores = len(os.sched_getaffinity(0))
     if max(threads) > cores:
         raise SpecError(f"{max(threads)} threads asked for, but this process has {cores} cores")
+    profile = host.load()
+    if profile == host.DEFAULT:
+        log("calibrating this host first (morello calibrate):")
+        profile, _ = host.calibrate(memo, log=lambda line: log(f"  {line}"))
+        log(f"  wrote {host.save(profile)}")
+    log(f"dot kernels prefetch {profile.prefetch_bytes} B ahead ({profile.source})")
     log("synthesizing:")
     kernels, jobs = synthesize_kernels(workloads, threads, memo, measure)
     log("compiling the benchmark library")
@@ -277,7 +283,7 @@ def run_suite(
         seconds=time.time() - started,
         rounds=protocol.rounds,
         min_time_s=protocol.min_time_s,
-        versions=versions(peers),
+        versions={**versions(peers), "dot prefetch": f"{profile.prefetch_bytes} B"},
         threads=tuple(per_thread),
     )
     print(format_report(suite))

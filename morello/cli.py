@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from morello import __version__, cmake_dir, kernel_list
+from morello import __version__, cmake_dir, host, kernel_list
 from morello.api import Synthesized, matmul_problem, synthesize_spec
 from morello.codegen import check_name
 from morello.cpu import missing_features
@@ -144,6 +144,17 @@ def _build_parser() -> argparse.ArgumentParser:
         help="print the headers it would write and the files they depend on, and stop",
     )
     _db_options(gen)
+
+    cal = commands.add_parser(
+        "calibrate",
+        help="measure how far ahead the dot kernel should prefetch on this machine",
+    )
+    cal.add_argument(
+        "--profile",
+        type=Path,
+        help=f"host profile to write (default: {host.profile_path()}, or $MORELLO_HOST)",
+    )
+    _db_options(cal)
 
     db = commands.add_parser("db", help="inspect the memo table")
     db_commands = db.add_subparsers(dest="db_command", required=True, parser_class=_Parser)
@@ -340,6 +351,30 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from morello.bench import BenchError
+
+    def log(line: str) -> None:
+        print(f"calibrating: {line}", file=sys.stderr, flush=True)
+
+    memo = _memo(args)
+    try:
+        profile, trials = host.calibrate(memo, log=log)
+    except BenchError as e:
+        raise SpecError(f"calibrate: {e}") from None
+    finally:
+        memo.close()
+    print(f"{'prefetch ahead':>14}  {'median':>9}  {'weights read':>12}")
+    for t in sorted(trials, key=lambda t: t.prefetch_bytes):
+        mark = "  <- fastest" if t.prefetch_bytes == profile.prefetch_bytes else ""
+        print(
+            f"{t.prefetch_bytes:>12} B  {t.seconds * 1e3:>6.3f} ms  {t.gb_per_s:>7.1f} GB/s{mark}"
+        )
+    path = host.save(profile, args.profile)
+    print(f"wrote {path}: headers rendered from now on prefetch {profile.prefetch_bytes} B ahead")
+    return 0
+
+
 def _db_stats(args: argparse.Namespace) -> int:
     path = args.db or default_db_path()
     if not path.exists():
@@ -361,6 +396,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _generate(args)
             case "precompute":
                 return _precompute(args)
+            case "calibrate":
+                return _calibrate(args)
             case "db":
                 return _db_stats(args)
     except SpecError as e:

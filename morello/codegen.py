@@ -92,8 +92,9 @@ View = MemView | RegView
 
 
 class _Emitter:
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int, prefetch_bytes: int) -> None:
         self.threads = threads
+        self.prefetch_bytes = prefetch_bytes
         self.counter = 0
 
     def fresh(self, prefix: str) -> str:
@@ -103,7 +104,7 @@ class _Emitter:
     def emit(self, node: Program, views: tuple[View, ...]) -> list[str]:
         match node.action:
             case Kernel():
-                return _kernel(node.action, node.spec, views).splitlines()
+                return _kernel(node.action, node.spec, views, self.prefetch_bytes).splitlines()
             case Promote():
                 return self.emit(node.children[0], views)
             case ToAccum():
@@ -203,7 +204,7 @@ def _tile_c(c: View, i: object, j: object, spec: TensorSpec) -> View:
     return c.tile(i, j, spec)
 
 
-def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
+def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes: int) -> str:
     mac = _macros()
     match kernel.kind:
         case KernelKind.OUTER_FMA:
@@ -221,7 +222,7 @@ def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
                 [a.value(i, 0) for i in range(mr)],
             )
         case KernelKind.DOT:
-            return _dot(kernel, spec, views)
+            return _dot(kernel, spec, views, prefetch_bytes)
         case KernelKind.ZERO_VRF:
             (c,) = views
             assert isinstance(c, RegView)
@@ -283,7 +284,7 @@ def _panel_copy(src: MemView, dst: MemView, rows: int, cols: int, width: int) ->
     return _macros().panel_copy(full * width, width, panel(width if full else 0), panel(tail))
 
 
-def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
+def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes: int) -> str:
     a, b, c = views
     assert isinstance(a, MemView) and isinstance(b, MemView) and isinstance(c, MemView)
     mr, k, nr = spec.mkn
@@ -314,17 +315,17 @@ def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...]) -> str:
         outputs,
         spec.op == Op.MATMUL,
         spec.operands[1].dtype.size,
-        DOT_PREFETCH_BYTES,
+        prefetch_bytes,
     )
 
 
-def render_body(program: Program, threads: int) -> str:
+def render_body(program: Program, threads: int, prefetch_bytes: int = DOT_PREFETCH_BYTES) -> str:
     spec = program.spec
     views = tuple(
         MemView(name, "0", t.layout, t.layout.dense_ld(t.shape), t.dtype)
         for name, t in zip("abc", spec.operands, strict=True)
     )
-    return "\n".join(_indent(_Emitter(threads).emit(program, views)))
+    return "\n".join(_indent(_Emitter(threads, prefetch_bytes).emit(program, views)))
 
 
 def contract(spec: Spec, bias: str | None = None) -> str:
@@ -400,7 +401,18 @@ def check_name(name: str, what: str = "kernel name") -> None:
         raise SpecError(f"{what} {name!r} is reserved to the C++ implementation")
 
 
-def render_header(program: Program, name: str, *, threads: int = 1, bias: str | None = None) -> str:
+def _uses(program: Program, kind: KernelKind) -> bool:
+    return any(isinstance(n.action, Kernel) and n.action.kind == kind for n in program.walk())
+
+
+def render_header(
+    program: Program,
+    name: str,
+    *,
+    threads: int = 1,
+    bias: str | None = None,
+    prefetch_bytes: int = DOT_PREFETCH_BYTES,
+) -> str:
     """``bias``: None, "store" (C = A·B + bias) or "add" (C += A·B + bias); either needs a
     program that accumulates onto C."""
     check_name(name)
@@ -430,6 +442,7 @@ def render_header(program: Program, name: str, *, threads: int = 1, bias: str | 
             layouts=[str(t.layout) for t in spec.operands],
             accumulate=spec.op == Op.MATMUL_ACCUM and bias != "store",
             prologue=_bias_prologue(spec, bias) if bias else "",
-            body=render_body(program, threads),
+            body=render_body(program, threads, prefetch_bytes),
+            prefetch_bytes=prefetch_bytes if _uses(program, KernelKind.DOT) else None,
         )
     )

@@ -39,7 +39,19 @@ class Program:
         visit(self, "", "")
         return "\n".join(lines)
 
-    def to_header(self, name: str, *, threads: int = 1, bias: str | None = None) -> str:
+    def to_header(
+        self,
+        name: str,
+        *,
+        threads: int = 1,
+        bias: str | None = None,
+        prefetch_bytes: int | None = None,
+    ) -> str:
+        """The C++ header; the dot kernel prefetches as far ahead as ``prefetch_bytes``, by
+        default what ``morello calibrate`` measured on this host (see ``morello.host``)."""
+        from morello import host
         from morello.codegen import render_header
 
-        return render_header(self, name, threads=threads, bias=bias)
+        if prefetch_bytes is None:
+            prefetch_bytes = host.load().prefetch_bytes
+        return render_header(self, name, threads=threads, bias=bias, prefetch_bytes=prefetch_bytes)

@@ -40,6 +40,7 @@ MIN_TIME_S = 0.05
 class Candidate:
     program: Program
     change: str  # the decision that differs from the model's optimum; "" for the optimum
+    prefetch_bytes: int | None = None  # the dot kernel's, if not the host profile's
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,9 @@ def measure(
     problem = Problem(m, k, n, a.dtype, b.dtype, b_col=b.layout == COL, cold=b.level == Level.GL)
     kernels = []
     for i, candidate in enumerate(candidates):
-        header = candidate.program.to_header(f"candidate_{i}", threads=threads)
+        header = candidate.program.to_header(
+            f"candidate_{i}", threads=threads, prefetch_bytes=candidate.prefetch_bytes
+        )
         kernels.append(
             BenchKernel(f"candidate {i}", header, f"candidate_{i}", a.dtype, b.dtype, c.dtype)
         )

@@ -65,5 +65,7 @@ def compiled(programs: dict[str, Program]):
 
 @pytest.fixture(autouse=True)
 def _memo_file_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Commands write the memo table where $MORELLO_DB says: never in the user's cache."""
+    """Commands write the memo table where $MORELLO_DB says, and read the host profile where
+    $MORELLO_HOST says: never in the user's cache, so headers do not depend on this host."""
     monkeypatch.setenv("MORELLO_DB", str(tmp_path / "default-memo.sqlite3"))
+    monkeypatch.setenv("MORELLO_HOST", str(tmp_path / "host.json"))

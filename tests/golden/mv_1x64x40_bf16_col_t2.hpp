@@ -2,6 +2,7 @@
 //
 // Matmul(1x64x40, A 1x64 bf16 L3 row, B 64x40 bf16 L3 col, C 1x40 f32 L3 row)
 // Predicted cost: 645 (model units, ~cycles). Threads: 2.
+// The dot kernels prefetch B 1024 bytes ahead; `morello calibrate` tunes this to a host.
 //
 // Program:
 //   645  resident  Matmul(1x64x40, A 1x64 bf16 L3 row, B 64x40 bf16 L3 col, C 1x40 f32 L3 row)

@@ -1,0 +1,76 @@
+"""The host profile: what ``morello calibrate`` measures, how it is stored, and how the
+headers use it."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from morello import host
+from morello.api import matmul_problem, synthesize_spec
+from morello.cli import main
+from morello.memo import InMemoryMemo
+
+SEED = ("1x2048x16384", "bf16,bf16,f32", "row,col,row")
+
+
+def test_an_uncalibrated_host_uses_the_default() -> None:
+    assert host.load() == host.DEFAULT  # conftest points $MORELLO_HOST at a missing file
+
+
+def test_a_saved_profile_is_read_back(tmp_path: Path) -> None:
+    profile = host.HostProfile(8192, "a test")
+    path = host.save(profile, tmp_path / "sub" / "host.json")
+    assert host.load(path) == profile
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".host-")]
+
+
+@pytest.mark.parametrize(
+    "text", ["{", "[]", '{"prefetch_bytes": -1}', '{"prefetch_bytes": "8k"}', "{}"]
+)
+def test_a_bad_profile_is_an_error_naming_the_file(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "host.json"
+    path.write_text(text)
+    with pytest.raises(host.HostError, match=re.escape(str(path))):
+        host.load(path)
+
+
+def test_headers_prefetch_as_far_as_the_profile_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program = synthesize_spec(matmul_problem(*SEED), memo=InMemoryMemo()).program
+    default = program.to_header("k")
+    assert f"+ {host.DEFAULT.prefetch_bytes}, _MM_HINT_T0" in default
+    path = host.save(host.HostProfile(12288, "a test"), tmp_path / "host.json")
+    monkeypatch.setenv("MORELLO_HOST", str(path))
+    tuned = program.to_header("k")
+    assert "+ 12288, _MM_HINT_T0" in tuned
+    assert f"+ {host.DEFAULT.prefetch_bytes}, _MM_HINT_T0" not in tuned
+    assert "prefetch B 12288 bytes ahead;" in tuned
+
+
+def test_synth_with_a_corrupt_profile_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "host.json"
+    path.write_text("not json")
+    monkeypatch.setenv("MORELLO_HOST", str(path))
+    argv = ["synth", "matmul", "1x64x32", "--dtypes", SEED[1], "--layouts", SEED[2], "--no-db"]
+    assert main(argv) == 2
+    assert f"{path}: not a host profile" in capsys.readouterr().err
+
+
+def test_calibrate_times_each_candidate_and_saves_the_fastest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "host.json"
+    assert main(["calibrate", "--no-db", "--profile", str(path)]) == 0
+    out = capsys.readouterr().out
+    chosen = json.loads(path.read_text())["prefetch_bytes"]
+    assert chosen in host.PREFETCH_CANDIDATES
+    rows = [line for line in out.splitlines() if line.strip().endswith(("GB/s", "fastest"))]
+    assert len(rows) == len(host.PREFETCH_CANDIDATES)
+    assert f"{chosen:>12} B" in next(r for r in rows if r.endswith("<- fastest"))
