@@ -79,8 +79,12 @@ def default_db_path() -> Path:
     new version of the model starts its own file instead of meeting an incompatible one."""
     if os.environ.get("MORELLO_DB"):
         return Path(os.environ["MORELLO_DB"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "morello" / db_file_name()
+    return cache_dir() / db_file_name()
+
+
+def cache_dir() -> Path:
+    """morello's directory in the user's cache ($XDG_CACHE_HOME is honoured)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "morello"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from morello.db import cache_dir
 from morello.kernels import DOT_PREFETCH_BYTES
 from morello.memo import Memo
 from morello.spec import SpecError
@@ -43,8 +44,7 @@ def profile_path() -> Path:
     """$MORELLO_HOST, else host.json in the user's cache directory, beside the memo table."""
     if os.environ.get("MORELLO_HOST"):
         return Path(os.environ["MORELLO_HOST"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "morello" / "host.json"
+    return cache_dir() / "host.json"
 
 
 def load(path: Path | None = None) -> HostProfile:
