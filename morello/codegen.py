@@ -221,7 +221,7 @@ def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes:
                 nr - F32_LANES * (nb - 1),
                 [a.value(i, 0) for i in range(mr)],
             )
-        case KernelKind.DOT:
+        case KernelKind.DOT | KernelKind.DOT_ROWS:
             return _dot(kernel, spec, views, prefetch_bytes)
         case KernelKind.ZERO_VRF:
             (c,) = views
@@ -287,36 +287,47 @@ def _panel_copy(src: MemView, dst: MemView, rows: int, cols: int, width: int) ->
 def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes: int) -> str:
     a, b, c = views
     assert isinstance(a, MemView) and isinstance(b, MemView) and isinstance(c, MemView)
+    assert kernel.mode is not None
     mr, k, nr = spec.mkn
-    tail_a = (
-        "ar[(kk & ~15) + (kk & 1) * 8 + ((kk & 15) >> 1)]" if a.layout == EVEN_ODD else "ar[kk]"
-    )
-    if a.dtype == Dtype.BF16:
-        tail_a = f"detail::bf16_to_f32({tail_a})"
+
+    def tail_a(row: str) -> str:
+        index = "(kk & ~15) + (kk & 1) * 8 + ((kk & 15) >> 1)" if a.layout == EVEN_ODD else "kk"
+        elem = f"{row}[{index}]"
+        return f"detail::bf16_to_f32({elem})" if a.dtype == Dtype.BF16 else elem
+
     tail_b = "detail::bf16_to_f32(br[kk])" if b.dtype == Dtype.BF16 else "br[kk]"
+    common = {
+        "mode": kernel.mode.value,
+        "k": k,
+        "a_type": a.dtype.c_type,
+        "b_type": b.dtype.c_type,
+        "overwrite": spec.op == Op.MATMUL,
+        "b_size": b.dtype.size,
+        "prefetch_bytes": prefetch_bytes,
+    }
+    if kernel.kind == KernelKind.DOT_ROWS:
+        columns = [
+            {
+                "b_row": b.at(0, j),
+                "c_elems": [c.elem(i, j) for i in range(mr)],
+                "a_elems": [tail_a(f"ar{i}") for i in range(mr)],
+                "b_elem": tail_b,
+            }
+            for j in range(nr)
+        ]
+        return _macros().dot_rows(a_rows=[a.at(i, 0) for i in range(mr)], columns=columns, **common)
     outputs = [
         {
             "a_row": a.at(i, 0),
             "b_row": b.at(0, j),
-            "a_type": a.dtype.c_type,
-            "b_type": b.dtype.c_type,
             "c_elem": c.elem(i, j),
-            "a_elem": tail_a,
+            "a_elem": tail_a("ar"),
             "b_elem": tail_b,
         }
         for i in range(mr)
         for j in range(nr)
     ]
-    assert kernel.mode is not None
-    return _macros().dot(
-        kernel.mode.value,
-        k,
-        kernel.unroll,
-        outputs,
-        spec.op == Op.MATMUL,
-        spec.operands[1].dtype.size,
-        prefetch_bytes,
-    )
+    return _macros().dot(unroll=kernel.unroll, outputs=outputs, **common)
 
 
 def render_body(program: Program, threads: int, prefetch_bytes: int = DOT_PREFETCH_BYTES) -> str:

@@ -72,6 +72,8 @@ def kernel_cost(kernel: Kernel, spec: Spec) -> float:
             return _outer_fma(spec)
         case KernelKind.DOT:
             return _dot(spec, kernel)
+        case KernelKind.DOT_ROWS:
+            return _dot_rows(spec, kernel)
         case KernelKind.ZERO_VRF:
             return spec.operands[0].registers / VECTOR_OPS_PER_CYCLE
         case KernelKind.ZERO_MEM:
@@ -118,19 +120,23 @@ def _outer_fma(spec: Spec) -> float:
     return _throughput(fmas, mr + nb, alu) + line_cost(a) + line_cost(b)
 
 
+# Per block of 16 K-elements, what each operand costs the dot kernels besides the FMAs:
+# (loads, other vector operations) for B's block, then for one row of A.
+_DOT_WORK = {
+    DotMode.EVEN_ODD: ((1, 2), (2, 0)),  # split B with a shift and a mask; A already split
+    DotMode.SPLIT_BOTH: ((1, 2), (1, 2)),  # both split
+    DotMode.WIDEN_B: ((2, 5), (2, 0)),  # B widened in order: zero-extend and shift
+    DotMode.F32: ((2, 0), (2, 0)),
+}
+
+
 def _dot(spec: Spec, kernel: Kernel) -> float:
     a, b, c = spec.operands
     mr, k, nr = spec.mkn
     u = kernel.unroll
-    match kernel.mode:  # per block of 16 K-elements: loads and non-FMA vector operations
-        case DotMode.EVEN_ODD:
-            loads, alu = 3, 2
-        case DotMode.SPLIT_BOTH:
-            loads, alu = 2, 4
-        case DotMode.WIDEN_B:
-            loads, alu = 4, 5
-        case _:
-            loads, alu = 4, 0
+    assert kernel.mode is not None
+    (b_loads, b_alu), (a_loads, a_alu) = _DOT_WORK[kernel.mode]
+    loads, alu = b_loads + a_loads, b_alu + a_alu
     # The unrolled loop also prefetches each line of B it reads (see DOT_PREFETCH_BYTES).
     prefetches = math.ceil(EVEN_ODD_BLOCK * u * b.dtype.size / CACHE_LINE)
     steps, rest = divmod(k, EVEN_ODD_BLOCK * u)
@@ -142,6 +148,19 @@ def _dot(spec: Spec, kernel: Kernel) -> float:
         + HSUM_CYCLES
     )
     return mr * nr * per_output + line_cost(a) + line_cost(b) + line_cost(c)
+
+
+def _dot_rows(spec: Spec, kernel: Kernel) -> float:
+    a, b, c = spec.operands
+    mr, k, nr = spec.mkn
+    assert kernel.mode is not None
+    (b_loads, b_alu), (a_loads, a_alu) = _DOT_WORK[kernel.mode]
+    prefetches = math.ceil(EVEN_ODD_BLOCK * b.dtype.size / CACHE_LINE)
+    blocks, tail = divmod(k, EVEN_ODD_BLOCK)
+    per_column = blocks * _throughput(
+        2 * mr, b_loads + mr * a_loads + prefetches, b_alu + mr * a_alu
+    ) + mr * (tail * SCALAR_FMA_CYCLES + HSUM_CYCLES)
+    return nr * per_column + line_cost(a) + line_cost(b) + line_cost(c)
 
 
 def loop_cost(trips: int, body: float, remainder: float | None, parallel_threads: int) -> float:

@@ -18,6 +18,7 @@ from morello.target import F32_LANES, Level
 class KernelKind(enum.Enum):
     OUTER_FMA = "outer_fma"  # C[mr x nr] (registers) += A[mr x 1] · B[1 x nr]: broadcast + FMA
     DOT = "dot"  # C[mr x nr] (+)= A[mr x K] · B[K x nr], B rows contiguous along K
+    DOT_ROWS = "dot_rows"  # the same, the mr rows of A sharing each loaded block of B
     ZERO_VRF = "zero_vrf"
     ZERO_MEM = "zero_mem"
     LOAD_VRF = "load_vrf"
@@ -48,6 +49,12 @@ DOT_UNROLLS = (1, 2, 4)
 DOT_PREFETCH_BYTES = 1024
 DOT_TEMPORARIES = 3  # raw B vector and its two f32 halves
 DOT_MAX_OUTPUTS = 8  # bounds code size: each output is an unrolled copy of the loop
+# A few rows of A (a batch of tokens) can share each block of B the dot kernel loads and
+# widens: the weights are then converted once per block instead of once per row, and the
+# loop does 2 x rows FMAs per block, which bounds it by the FMA pipes rather than by the
+# loads and conversions. Each row keeps two accumulators (no unrolling), so 4 rows fill
+# the 16 vector registers with the temporaries.
+DOT_ROWS_MAX = 4
 OUTER_FMA_TEMPORARIES = 1  # the broadcast of A
 
 
@@ -60,6 +67,8 @@ class Kernel:
     def __str__(self) -> str:
         if self.mode is None:
             return self.kind.value
+        if self.kind == KernelKind.DOT_ROWS:
+            return f"{self.kind.value}[{self.mode.value}]"
         return f"{self.kind.value}[{self.mode.value}, unroll {self.unroll}]"
 
 
@@ -146,6 +155,8 @@ def _matmul_kernels(spec: Spec) -> list[Kernel]:
             for unroll in DOT_UNROLLS:
                 if 2 * unroll + DOT_TEMPORARIES <= spec.limits.vrf:
                     found.append(Kernel(KernelKind.DOT, mode, unroll))
+            if 2 <= m <= DOT_ROWS_MAX and 2 * m + DOT_TEMPORARIES + 1 <= spec.limits.vrf:
+                found.append(Kernel(KernelKind.DOT_ROWS, mode))
     if accum and (m, k, n) == (1, 1, 1) and _in_memory(c.level):
         found.append(Kernel(KernelKind.SCALAR_FMA))
     return found

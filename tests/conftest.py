@@ -7,11 +7,13 @@ import pytest
 
 from morello.api import matmul_problem, synthesize_spec
 from morello.dtypes import Dtype
+from morello.kernels import Kernel, KernelKind, dot_mode
 from morello.layout import Packed
 from morello.memo import InMemoryMemo
 from morello.program import Program
 from morello.rewrites import B, Move, canonical
 from morello.search import Search
+from morello.spec import Spec
 from morello.target import Level
 
 from .bindings import build
@@ -19,6 +21,21 @@ from .kernel_cases import CASES
 from .random_programs import forced_program, random_program
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "bindings"
+
+
+def _dot_rows(spec: Spec) -> Kernel:
+    a, b, _ = spec.operands
+    mode = dot_mode(a.dtype, a.layout, b.dtype)
+    assert mode is not None
+    return Kernel(KernelKind.DOT_ROWS, mode)
+
+
+# Root actions for Case.forced: B packed into 16-wide f32 panels; the dot kernel over all
+# rows of A at once.
+FORCED = {
+    "packB": lambda spec: Move(B, Level.L1, Packed(16), Dtype.F32),
+    "dotRows": _dot_rows,
+}
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +52,10 @@ def programs() -> dict[str, Program]:
             threads=case.threads,
             accumulate=case.accumulate or case.bias,
         )
-        if case.packed_b:
-            pack = Move(B, Level.L1, Packed(16), Dtype.F32)
-            found[case.name] = forced_program(canonical(spec), pack, Search(case.threads, memo))
+        if case.forced:
+            root = canonical(spec)
+            action = FORCED[case.forced](root)
+            found[case.name] = forced_program(root, action, Search(case.threads, memo))
         elif case.sample is None:
             found[case.name] = synthesize_spec(spec, threads=case.threads, memo=memo).program
         else:

@@ -17,7 +17,7 @@ class Case:
     a_layout: str = "row"
     c_layout: str = "row"
     bias: bool = False  # + bias[N]: the program accumulates onto C after the bias is set
-    packed_b: bool = False  # B packed into 16-wide f32 panels at the root, the optimum below
+    forced: str = ""  # a root action the optimum would not take: see conftest.FORCED
 
     @property
     def bias_mode(self) -> str | None:
@@ -29,7 +29,7 @@ class Case:
         a, b, _ = self.dtypes
         acc = ("_acc" if self.accumulate else "") + ("_bias" if self.bias else "")
         rnd = "" if self.sample is None else f"_random{self.sample}"
-        rnd += "_packedB" if self.packed_b else ""
+        rnd += f"_{self.forced}" if self.forced else ""
         ac = (
             ""
             if (self.a_layout, self.c_layout) == ("row", "row")
@@ -93,11 +93,16 @@ CASES: tuple[Case, ...] = (
     # Packing B: whole 16-wide panels and a narrower last one, widened from bf16 or not,
     # from either layout.
     *(
-        Case(shape, dt, lay, packed_b=True)
+        Case(shape, dt, lay, forced="packB")
         for shape in ((6, 64, 40), (3, 48, 32))
         for dt in (F32, BF16)
         for lay in ("row", "col")
     ),
+    # Rows of A sharing each block of B, in the modes random programs rarely reach, with
+    # K-tails.
+    Case((3, 40, 2), BF16, "col", forced="dotRows"),
+    Case((4, 33, 2), ("f32", "bf16", "f32"), "col", forced="dotRows"),
+    Case((2, 50, 3), ("f32", "bf16", "f32"), "col", accumulate=True, forced="dotRows"),
     # Random programs of the space: every rewrite must be correct, not only the chosen ones.
     *(
         Case(shape, dt, lay, accumulate=acc, threads=t, sample=i)

@@ -10,6 +10,7 @@ import pytest
 from morello.cost import (
     COPY_CYCLES_PER_ELEMENT,
     COPY_CYCLES_PER_VECTOR,
+    FMA_PER_CYCLE,
     LINE_CYCLES,
     STREAM_START_CYCLES,
     action_cost,
@@ -17,8 +18,8 @@ from morello.cost import (
     line_cost,
 )
 from morello.dtypes import Dtype
-from morello.kernels import Kernel, KernelKind
-from morello.layout import COL, ROW, Packed
+from morello.kernels import DotMode, Kernel, KernelKind
+from morello.layout import COL, EVEN_ODD, ROW, Packed
 from morello.rewrites import Promote, expand, promotion
 from morello.spec import Op, Spec, TensorSpec, matmul_spec
 from morello.target import AVX2_LIMITS, L1_WAYS, L2_SAFE_RUNS, L3_BYTES, Level
@@ -108,3 +109,14 @@ def test_packing_rows_into_panels_moves_vectors_and_a_transpose_moves_elements()
 
     assert copy_cycles(ROW) == 64 * 32 / 8 * COPY_CYCLES_PER_VECTOR  # panel by panel
     assert copy_cycles(COL) == 64 * 32 * COPY_CYCLES_PER_ELEMENT
+
+
+def test_rows_sharing_each_block_of_b_cost_less_than_a_dot_per_row() -> None:
+    a = TensorSpec((4, 2048), F32, EVEN_ODD, Level.L1)
+    b = TensorSpec((2048, 1), BF16, COL, Level.L1)
+    c = TensorSpec((4, 1), F32, ROW, Level.L1, contiguous=False)
+    spec = Spec(Op.MATMUL, (a, b, c), AVX2_LIMITS, True)
+    rows = kernel_cost(Kernel(KernelKind.DOT_ROWS, DotMode.EVEN_ODD), spec)
+    each = kernel_cost(Kernel(KernelKind.DOT, DotMode.EVEN_ODD, 4), spec)
+    assert rows < each  # B is loaded and split once per block for all four rows
+    assert rows >= 2048 / 16 * 2 * 4 / FMA_PER_CYCLE  # never faster than the FMA pipes

@@ -105,14 +105,15 @@ def test_small_integers_exact(compiled, case: Case) -> None:
 
 
 def test_random_programs_reach_every_rewrite(programs) -> None:
-    """The random programs above exercise every kernel, layout and move the space has, so
-    their numerical checks cover the code generator, not only the optima."""
+    """The random programs above, and the forced ones, exercise every kernel, layout and
+    move the space has, so their numerical checks cover the code generator, not only the
+    optima."""
     from morello.kernels import Kernel
     from morello.rewrites import Move, Tile
 
     seen = set()
     for case in CASES:
-        if case.sample is None:
+        if case.sample is None and not case.forced:
             continue
         for node in programs[case.name].walk():
             match node.action:
@@ -131,6 +132,10 @@ def test_random_programs_reach_every_rewrite(programs) -> None:
         "dot[split_both]",
         "dot[widen_b]",
         "dot[f32]",
+        "dot_rows[even_odd]",
+        "dot_rows[split_both]",
+        "dot_rows[widen_b]",
+        "dot_rows[f32]",
         "zero_vrf",
         "zero_mem",
         "load_vrf",
