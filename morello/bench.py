@@ -28,7 +28,7 @@ from morello.dtypes import Dtype
 
 CXX_FLAGS = ("-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-pthread", "-fPIC", "-shared")
 BANDWIDTH_BYTES = 512 << 20  # far beyond the L3 of any machine we target
-FMA_FLOPS_PER_UNIT = 2 * 8 * 12 * (1 << 16)  # 2 flops x 8 lanes x kFmaChains x kFmaIters
+FMA_FLOPS_PER_LANE = 2 * 12 * (1 << 16)  # per unit: 2 flops x kFmaChains x kFmaIters
 ALIGN = 64
 
 
@@ -124,6 +124,7 @@ class NativeBench:
             "morello_bench_kernels": ([], i),
             "morello_bench_read": ([i, long], d),
             "morello_bench_fma": ([i, long], d),
+            "morello_bench_fma_lanes": ([], i),
             "morello_bench_kernel": ([i, p, p, p, long, long], d),
             "morello_bench_sgemm": ([p, i, long, long, long, p, p, p, long, long], d),
             "morello_bench_sgemv": ([p, long, long, p, p, p, long, long], d),
@@ -132,13 +133,17 @@ class NativeBench:
             fn = getattr(self._lib, name)
             fn.argtypes, fn.restype = args, result
         self.kernels = self._lib.morello_bench_kernels()
+        # The FMA probe runs the widest FMA the host has: 8 lanes (AVX2) or 16 (AVX-512).
+        self.fma_lanes = self._lib.morello_bench_fma_lanes()
+        self.fma_flops_per_unit = FMA_FLOPS_PER_LANE * self.fma_lanes
+        self.fma_isa = "AVX-512" if self.fma_lanes == 16 else "AVX2"
 
     def read(self, threads: int, passes: int) -> float:
         """Streams BANDWIDTH_BYTES `passes` times over `threads` threads."""
         return self._lib.morello_bench_read(threads, passes)
 
     def fma(self, threads: int, units: int) -> float:
-        """FMA_FLOPS_PER_UNIT x `units` flops on each of `threads` threads."""
+        """fma_flops_per_unit x `units` flops on each of `threads` threads."""
         return self._lib.morello_bench_fma(threads, units)
 
     def kernel(

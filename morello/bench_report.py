@@ -47,8 +47,9 @@ class WorkloadResult:
 class ThreadResult:
     threads: int
     read_gbps: float  # streaming read bandwidth measured at this thread count
-    fma_gflops: float  # f32 FMA peak at this thread count
+    fma_gflops: float  # f32 FMA peak at this thread count, with the host's widest FMA
     workloads: tuple[WorkloadResult, ...]
+    fma_isa: str = "AVX2"  # that widest FMA: AVX2 or AVX-512
 
     def rate(self, w: WorkloadResult, s: SystemResult) -> float:
         """GB/s for memory-bound workloads, else GFLOP/s."""
@@ -103,7 +104,7 @@ def format_report(suite: SuiteResult) -> str:
         lines += [
             "",
             f"{threads_label(tr.threads)}: streaming read {tr.read_gbps:.1f} GB/s, "
-            f"f32 FMA peak {tr.fma_gflops:.1f} GFLOP/s",
+            f"f32 FMA peak {tr.fma_gflops:.1f} GFLOP/s ({tr.fma_isa})",
         ]
         rows = [header]
         notes: dict[str, int] = {}
@@ -227,7 +228,7 @@ def plot(suite: SuiteResult, path: Path) -> bool:
                 unit = "GB/s" if w.memory_bound else "GF/s"
                 ax.text(share * 100 + 1, y, f"{tr.rate(w, s):.0f} {unit}", va="center", fontsize=6)
         ax.axvline(100, color="black", linewidth=0.8)
-        limits = f"read {tr.read_gbps:.1f} GB/s, FMA {tr.fma_gflops:.0f} GFLOP/s"
+        limits = f"read {tr.read_gbps:.1f} GB/s, FMA {tr.fma_gflops:.0f} GFLOP/s ({tr.fma_isa})"
         ax.set_title(f"{threads_label(tr.threads)}: {limits}")
         ax.set_xlabel("% of the measured limit (read bandwidth or FMA peak)")
         ax.set_yticks(range(len(workloads)), workloads)

@@ -25,7 +25,6 @@ from morello import host, rerank
 from morello.api import matmul_problem, synthesize_spec
 from morello.bench import (
     BANDWIDTH_BYTES,
-    FMA_FLOPS_PER_UNIT,
     BenchKernel,
     NativeBench,
     aligned_empty,
@@ -229,7 +228,8 @@ def run_thread_count(
     return ThreadResult(
         threads,
         read_gbps=BANDWIDTH_BYTES / statistics.median(read_samples) / 1e9,
-        fma_gflops=FMA_FLOPS_PER_UNIT * threads / statistics.median(fma_samples) / 1e9,
+        fma_gflops=native.fma_flops_per_unit * threads / statistics.median(fma_samples) / 1e9,
+        fma_isa=native.fma_isa,
         workloads=tuple(results),
     )
 
