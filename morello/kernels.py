@@ -55,6 +55,19 @@ DOT_MAX_OUTPUTS = 8  # bounds code size: each output is an unrolled copy of the 
 # loads and conversions. Each row keeps two accumulators (no unrolling), so 4 rows fill
 # the 16 vector registers with the temporaries.
 DOT_ROWS_MAX = 4
+
+
+def dot_registers(accumulators: int, splits_bf16: bool) -> int:
+    """Vector registers a dot kernel holds: its accumulators, the temporaries, and the
+    shift mask of the modes that split bf16."""
+    return accumulators + DOT_TEMPORARIES + int(splits_bf16)
+
+
+# The most any dot kernel asks for: the search caps a Spec's register budget at what its
+# subtree could use (rewrites.canonical), which must cover this.
+DOT_MAX_REGISTERS = max(
+    dot_registers(2 * max(DOT_UNROLLS), True), dot_registers(2 * DOT_ROWS_MAX, True)
+)
 OUTER_FMA_TEMPORARIES = 1  # the broadcast of A
 
 
@@ -152,10 +165,11 @@ def _matmul_kernels(spec: Spec) -> list[Kernel]:
     if _in_memory(c.level) and isinstance(b.layout, ColMajor) and m * n <= DOT_MAX_OUTPUTS:
         mode = dot_mode(a.dtype, a.layout, b.dtype)
         if mode is not None:
+            splits = mode in (DotMode.EVEN_ODD, DotMode.SPLIT_BOTH)
             for unroll in DOT_UNROLLS:
-                if 2 * unroll + DOT_TEMPORARIES <= spec.limits.vrf:
+                if dot_registers(2 * unroll, splits) <= spec.limits.vrf:
                     found.append(Kernel(KernelKind.DOT, mode, unroll))
-            if 2 <= m <= DOT_ROWS_MAX and 2 * m + DOT_TEMPORARIES + 1 <= spec.limits.vrf:
+            if 2 <= m <= DOT_ROWS_MAX and dot_registers(2 * m, splits) <= spec.limits.vrf:
                 found.append(Kernel(KernelKind.DOT_ROWS, mode))
     if accum and (m, k, n) == (1, 1, 1) and _in_memory(c.level):
         found.append(Kernel(KernelKind.SCALAR_FMA))

@@ -14,8 +14,7 @@ from functools import lru_cache
 
 from morello.dtypes import Dtype
 from morello.kernels import (
-    DOT_TEMPORARIES,
-    DOT_UNROLLS,
+    DOT_MAX_REGISTERS,
     OUTER_FMA_TEMPORARIES,
     Kernel,
     kernels_for,
@@ -163,7 +162,7 @@ def _vrf_need(spec: Spec) -> int:
     row = -(-c.shape[1] // F32_LANES) + OUTER_FMA_TEMPORARIES
     if c.level == Level.VRF:
         return row
-    return max(c.registers + row, 2 * max(DOT_UNROLLS) + DOT_TEMPORARIES)
+    return max(c.registers + row, DOT_MAX_REGISTERS)
 
 
 def _ceil_pow2(x: int) -> int:
