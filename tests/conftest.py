@@ -23,18 +23,22 @@ from .random_programs import forced_program, random_program
 CACHE = Path(__file__).resolve().parent / ".cache" / "bindings"
 
 
-def _dot_rows(spec: Spec) -> Kernel:
-    a, b, _ = spec.operands
-    mode = dot_mode(a.dtype, a.layout, b.dtype)
-    assert mode is not None
-    return Kernel(KernelKind.DOT_ROWS, mode)
+def _dot(kind: KernelKind, unroll: int = 1):
+    def kernel(spec: Spec) -> Kernel:
+        a, b, _ = spec.operands
+        mode = dot_mode(a.dtype, a.layout, b.dtype)
+        assert mode is not None
+        return Kernel(kind, mode, unroll)
+
+    return kernel
 
 
-# Root actions for Case.forced: B packed into 16-wide f32 panels; the dot kernel over all
-# rows of A at once.
+# Root actions for Case.forced: B packed into 16-wide f32 panels; the dot kernel, one
+# output at a time or over all rows of A at once.
 FORCED = {
     "packB": lambda spec: Move(B, Level.L1, Packed(16), Dtype.F32),
-    "dotRows": _dot_rows,
+    "dot": _dot(KernelKind.DOT, unroll=2),
+    "dotRows": _dot(KernelKind.DOT_ROWS),
 }
 
 

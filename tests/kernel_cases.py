@@ -103,6 +103,8 @@ CASES: tuple[Case, ...] = (
     Case((3, 40, 2), BF16, "col", forced="dotRows"),
     Case((4, 33, 2), ("f32", "bf16", "f32"), "col", forced="dotRows"),
     Case((2, 50, 3), ("f32", "bf16", "f32"), "col", accumulate=True, forced="dotRows"),
+    # bf16 A against bf16 B, both split on the fly, through unrolled steps, blocks and tails.
+    Case((2, 88, 2), BF16, "col", forced="dot"),
     # Random programs of the space: every rewrite must be correct, not only the chosen ones.
     *(
         Case(shape, dt, lay, accumulate=acc, threads=t, sample=i)
