@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import sqlite3
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ class MemoDB:
         except sqlite3.Error as e:
             raise MemoDBError(f"cannot open memo table {self.path}: {e}") from None
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
             with _transaction(conn):
                 for statement in _SCHEMA.split(";"):
@@ -409,6 +410,23 @@ class MemoDB:
 
 def _short(value: str) -> str:
     return repr(value[:16] + "..." if len(value) > 16 else value)
+
+
+def _wal(conn: sqlite3.Connection) -> None:
+    """Switches the file to write-ahead logging. That takes an exclusive lock, and SQLite
+    reports a conflict with another process opening the same new file at that moment as
+    "database is locked" at once, without waiting: so wait here, as for any other lock."""
+    deadline = time.monotonic() + LOCK_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.25)
 
 
 @contextlib.contextmanager
