@@ -412,8 +412,11 @@ def check_name(name: str, what: str = "kernel name") -> None:
         raise SpecError(f"{what} {name!r} is reserved to the C++ implementation")
 
 
-def _uses(program: Program, kind: KernelKind) -> bool:
-    return any(isinstance(n.action, Kernel) and n.action.kind == kind for n in program.walk())
+_PREFETCHING = (KernelKind.DOT, KernelKind.DOT_ROWS)  # kernels that prefetch B ahead
+
+
+def _uses(program: Program, *kinds: KernelKind) -> bool:
+    return any(isinstance(n.action, Kernel) and n.action.kind in kinds for n in program.walk())
 
 
 def render_header(
@@ -454,6 +457,6 @@ def render_header(
             accumulate=spec.op == Op.MATMUL_ACCUM and bias != "store",
             prologue=_bias_prologue(spec, bias) if bias else "",
             body=render_body(program, threads, prefetch_bytes),
-            prefetch_bytes=prefetch_bytes if _uses(program, KernelKind.DOT) else None,
+            prefetch_bytes=prefetch_bytes if _uses(program, *_PREFETCHING) else None,
         )
     )

@@ -74,3 +74,14 @@ def test_calibrate_times_each_candidate_and_saves_the_fastest(
     rows = [line for line in out.splitlines() if line.strip().endswith(("GB/s", "fastest"))]
     assert len(rows) == len(host.PREFETCH_CANDIDATES)
     assert f"{chosen:>12} B" in next(r for r in rows if r.endswith("<- fastest"))
+
+
+def test_a_header_of_rows_sharing_b_states_its_prefetch_distance() -> None:
+    from morello.kernels import DotMode, Kernel, KernelKind
+    from morello.program import Program
+
+    spec = matmul_problem("4x64x2", "bf16,bf16,f32", "row,col,row")
+    kernel = Kernel(KernelKind.DOT_ROWS, DotMode.SPLIT_BOTH)
+    header = Program(spec, kernel, (), 0.0).to_header("k", prefetch_bytes=4096)
+    assert "+ 4096, _MM_HINT_T0" in header
+    assert "prefetch B 4096 bytes ahead;" in header
