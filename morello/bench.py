@@ -117,13 +117,13 @@ def _pointers(arrays: Sequence[np.ndarray]) -> ctypes.Array:
 class NativeBench:
     """The compiled timing loops. Each returns the seconds its loop took."""
 
-    def __init__(self, library: Path) -> None:
+    def __init__(self, library: Path, max_fma_lanes: int = 16) -> None:
         self._lib = ctypes.CDLL(str(library))
         p, i, long, d = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_double
         signatures = {
             "morello_bench_kernels": ([], i),
             "morello_bench_read": ([i, long], d),
-            "morello_bench_fma": ([i, long], d),
+            "morello_bench_fma": ([i, long, i], d),
             "morello_bench_fma_lanes": ([], i),
             "morello_bench_kernel": ([i, p, p, p, long, long], d),
             "morello_bench_sgemm": ([p, i, long, long, long, p, p, p, long, long], d),
@@ -133,8 +133,9 @@ class NativeBench:
             fn = getattr(self._lib, name)
             fn.argtypes, fn.restype = args, result
         self.kernels = self._lib.morello_bench_kernels()
-        # The FMA probe runs the widest FMA the host has: 8 lanes (AVX2) or 16 (AVX-512).
-        self.fma_lanes = self._lib.morello_bench_fma_lanes()
+        # The FMA probe runs the widest FMA the host has, 8 lanes (AVX2) or 16 (AVX-512),
+        # unless capped to emulate an AVX2 machine.
+        self.fma_lanes = min(max_fma_lanes, self._lib.morello_bench_fma_lanes())
         self.fma_flops_per_unit = FMA_FLOPS_PER_LANE * self.fma_lanes
         self.fma_isa = "AVX-512" if self.fma_lanes == 16 else "AVX2"
 
@@ -144,7 +145,7 @@ class NativeBench:
 
     def fma(self, threads: int, units: int) -> float:
         """fma_flops_per_unit x `units` flops on each of `threads` threads."""
-        return self._lib.morello_bench_fma(threads, units)
+        return self._lib.morello_bench_fma(threads, units, self.fma_lanes)
 
     def kernel(
         self, index: int, a: Sequence[np.ndarray], b: Sequence[np.ndarray], c: np.ndarray

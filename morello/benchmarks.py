@@ -9,6 +9,7 @@ limits are the medians over all workloads' rounds.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import statistics
@@ -44,13 +45,14 @@ from morello.dtypes import Dtype
 from morello.memo import Memo
 from morello.peers import (
     PEERS,
+    UNCAPPED,
     Contender,
     Inputs,
     Problem,
     Skipped,
     error_bound,
     max_error,
-    thread_environment,
+    peer_environment,
 )
 from morello.spec import SpecError
 
@@ -114,6 +116,7 @@ class Protocol:
     min_time_s: float
     peers: tuple[str, ...]
     settle_s: float = 0.0
+    peer_isa: str = "native"  # see peer_environment; "avx2" caps the FMA probe too
 
 
 def synthesize_kernels(
@@ -157,16 +160,31 @@ def synthesize_kernels(
 
 
 def _worker_init(threads: int) -> None:
-    os.environ.update(thread_environment(threads))
     cores = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, cores[:threads])
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """os.environ with `values` while the block runs: a worker spawned in it starts with them,
+    before any import (OpenBLAS reads its core type when numpy loads it)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def run_thread_count(
     threads: int, library: Path, jobs: list[Job], protocol: Protocol
 ) -> ThreadResult:
     """One thread count, in a worker process set up by ``_worker_init``."""
-    native = NativeBench(library)
+    native = NativeBench(library, max_fma_lanes=8 if protocol.peer_isa == "avx2" else 16)
     probes = [lambda reps: native.read(threads, reps), lambda reps: native.fma(threads, reps)]
     read_samples: list[float] = []
     fma_samples: list[float] = []
@@ -181,6 +199,9 @@ def run_thread_count(
         contenders = [Contender("morello", job.note, ours, lambda c=c: c, error_bound(w.problem.k))]
         skipped: list[tuple[str, str]] = []
         for name in protocol.peers:
+            if protocol.peer_isa == "avx2" and name in UNCAPPED:
+                skipped.append((name, f"cannot be kept to AVX2: {UNCAPPED[name]}"))
+                continue
             try:
                 contenders += PEERS[name](native, w.problem, inputs, threads)
             except Skipped as exc:
@@ -244,6 +265,7 @@ def run_suite(
     threads: tuple[int, ...] = THREADS,
     only: tuple[str, ...] = (),
     measure: int = 1,
+    peer_isa: str = "native",
 ) -> int:
     from morello.bench_report import check_bars, format_report, plot, versions, write_json
 
@@ -269,14 +291,18 @@ def run_suite(
         min_time_s=0.1 if quick else 0.25,
         peers=peers,
         settle_s=0.15,
+        peer_isa=peer_isa,
     )
     started = time.time()
     per_thread = []
     context = multiprocessing.get_context("spawn")
     for t in threads:
-        with concurrent.futures.ProcessPoolExecutor(
-            1, mp_context=context, initializer=_worker_init, initargs=(t,)
-        ) as pool:
+        with (
+            _environment(peer_environment(t, peer_isa)),
+            concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=context, initializer=_worker_init, initargs=(t,)
+            ) as pool,
+        ):
             per_thread.append(pool.submit(run_thread_count, t, library, jobs[t], protocol).result())
     suite = SuiteResult(
         started=started,
@@ -285,6 +311,7 @@ def run_suite(
         min_time_s=protocol.min_time_s,
         versions={**versions(peers), "dot prefetch": f"{profile.prefetch_bytes} B"},
         threads=tuple(per_thread),
+        peer_isa=peer_isa,
     )
     print(format_report(suite))
     print()

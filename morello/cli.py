@@ -105,6 +105,16 @@ def _build_parser() -> argparse.ArgumentParser:
         help="ours is the fastest of the model's optimum and its K-1 cheapest neighbours, "
         "timed before the suite (default 1: the model's optimum)",
     )
+    from morello.peers import ISAS
+
+    bench.add_argument(
+        "--peer-isa",
+        choices=ISAS,
+        default="native",
+        help="native: peers use every instruction the host has (default); avx2: peers and "
+        "the FMA peak are kept to AVX2, emulating on an AVX-512 host the machine class our "
+        "kernels target",
+    )
     bench.add_argument(
         "--synthesis",
         action="store_true",
@@ -288,6 +298,7 @@ def _bench(args: argparse.Namespace) -> int:
         "threads": threads,
         "only": only,
         "measure": args.measure,
+        "peer_isa": args.peer_isa,
     }
     memo = _memo(args)
     try:

@@ -323,11 +323,30 @@ PEERS: dict[str, Callable[..., Sequence[Contender]]] = {
 }
 
 
-def thread_environment(threads: int) -> dict[str, str]:
-    """What every peer's runtime reads at start-up to use `threads` threads."""
+ISAS = ("native", "avx2")  # what --peer-isa accepts
+# Peers that pick their kernels by CPUID with no switch to keep them to AVX2, and why.
+UNCAPPED = {
+    "jax": "XLA runs its dots in YNNPACK, which picks AVX-512 or AMX kernels by CPUID and "
+    "has no switch to keep it to AVX2",
+}
+
+
+def peer_environment(threads: int, isa: str = "native") -> dict[str, str]:
+    """What every peer's runtime reads at start-up to use `threads` threads and, with `isa`
+    "avx2", no instruction newer than AVX2: on a host with AVX-512 or AMX that emulates the
+    machine class our kernels target, where the peers could not use them either."""
+    if isa not in ISAS:
+        raise ValueError(f"peer ISA {isa!r} is not one of {', '.join(ISAS)}")
     env = {name: str(threads) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     flags = os.environ.get("XLA_FLAGS", "")
     if threads == 1:
         flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    if isa == "avx2":
+        env |= {
+            "OPENBLAS_CORETYPE": "Haswell",  # its first AVX2+FMA kernels
+            "ONEDNN_MAX_CPU_ISA": "AVX2",  # PyTorch's matmuls
+            "ATEN_CPU_CAPABILITY": "avx2",  # PyTorch's own vectorized kernels
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2",  # PyTorch's f32 matmuls
+        }
     env["XLA_FLAGS"] = flags.strip()
     return env

@@ -27,7 +27,7 @@ from morello.bench_report import (
 from morello.cli import main
 from morello.dtypes import Dtype
 from morello.memo import InMemoryMemo
-from morello.peers import PEERS, Inputs, Problem, error_bound
+from morello.peers import PEERS, Inputs, Problem, error_bound, peer_environment
 
 BF, F = Dtype.BF16, Dtype.F32
 SMALL = (
@@ -132,6 +132,56 @@ def test_a_wrong_result_is_reported_not_hidden(harness, monkeypatch):
     assert any(line.startswith("bar MISSED") for line in check_bars(suite))
 
 
+def test_peers_kept_to_avx2_are_told_so_at_start_up():
+    env = peer_environment(1, "avx2")
+    assert env["OPENBLAS_CORETYPE"] == "Haswell" and env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+    assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
+    native = peer_environment(2, "native")
+    assert native["OMP_NUM_THREADS"] == "2" and "OPENBLAS_CORETYPE" not in native
+    with pytest.raises(ValueError, match="'avx512' is not one of native, avx2"):
+        peer_environment(1, "avx512")
+
+
+def _environ(name: str) -> str | None:
+    import os
+
+    return os.environ.get(name)
+
+
+def test_a_worker_starts_with_the_environment_it_was_spawned_in(monkeypatch):
+    import concurrent.futures
+    import multiprocessing
+    import os
+
+    monkeypatch.setenv("MORELLO_TEST_KEPT", "before")
+    monkeypatch.delenv("MORELLO_TEST_NEW", raising=False)
+    values = {"MORELLO_TEST_KEPT": "during", "MORELLO_TEST_NEW": "set"}
+    context = multiprocessing.get_context("spawn")
+    with (
+        benchmarks._environment(values),
+        concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool,
+    ):
+        seen = [pool.submit(_environ, name).result() for name in values]
+    assert seen == ["during", "set"]
+    assert os.environ["MORELLO_TEST_KEPT"] == "before" and "MORELLO_TEST_NEW" not in os.environ
+
+
+def test_a_run_kept_to_avx2_caps_the_fma_peak_and_skips_what_cannot_be_capped(harness):
+    library, jobs = harness
+    assert NativeBench(library, max_fma_lanes=8).fma_lanes == 8
+    protocol = benchmarks.Protocol(
+        rounds=1, min_time_s=0.001, peers=("numpy", "jax"), peer_isa="avx2"
+    )
+    result = benchmarks.run_thread_count(1, library, jobs[:1], protocol)
+    assert result.fma_isa == "AVX2"
+    (why,) = [why for peer, why in result.workloads[0].skipped if peer == "jax"]
+    assert why.startswith("cannot be kept to AVX2: XLA runs its dots in YNNPACK")
+    assert "numpy f32" in [s.system for s in result.workloads[0].systems]
+    suite = SuiteResult(0.0, 1.0, 1, 0.001, {"cpu": "test"}, (result,), peer_isa="avx2")
+    assert "peers and the FMA peak kept to AVX2 (--peer-isa avx2)" in format_report(suite)
+
+
 def _system(name: str, ms: float, note: str = "") -> SystemResult:
     return SystemResult(name, note, ms / 1e3, ms / 1e3, 10, 5, 0.0, True)
 
@@ -182,6 +232,12 @@ def test_timing_statistics():
 def test_bench_options_are_checked(argv, message, capsys):
     assert main(["bench", "--no-db", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_unknown_peer_isa_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--no-db", "--peer-isa", "avx512"])
+    assert "--peer-isa: invalid choice: 'avx512'" in capsys.readouterr().err
 
 
 def test_plot_is_written(tmp_path):
