@@ -4,6 +4,7 @@ measured winner is correct and is what ``synth --measure`` emits."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -13,7 +14,7 @@ from morello.dtypes import Dtype
 from morello.layout import COL, ROW
 from morello.memo import InMemoryMemo
 from morello.program import Program
-from morello.rerank import format_ranking, measure, neighbours
+from morello.rerank import CLOSE, _shape, format_ranking, measure, neighbours
 from morello.rewrites import actions, canonical, expand
 from morello.search import synthesize
 from morello.spec import matmul_spec
@@ -52,7 +53,24 @@ def test_neighbours_are_valid_programs_no_cheaper_than_the_optimum(
         assert candidate.program.spec == spec
         assert math.isclose(_recost(candidate.program, threads), candidate.program.cost)
         assert candidate.program.cost >= optimum.cost * (1 - 1e-9)  # the DP is exact
-    assert [c.program.cost for c in found[1:]] == sorted(c.program.cost for c in found[1:])
+    # Each new shape of program first (within CLOSE of the optimum), by cost; then the rest.
+    shapes = [_shape(c.program) for c in found]
+    close = [c.program.cost <= CLOSE * optimum.cost for c in found]
+    new = next(
+        (i for i in range(1, len(found)) if shapes[i] in shapes[:i] or not close[i]), len(found)
+    )
+    for section in (found[1:new], found[new:]):
+        assert [c.program.cost for c in section] == sorted(c.program.cost for c in section)
+    assert all(shapes[i] in shapes[:new] or not close[i] for i in range(new, len(found)))
+
+
+def test_a_shape_leaves_out_loop_sizes() -> None:
+    spec = canonical(matmul_spec(24, 32, 40, (F32, F32, F32), (ROW, ROW, ROW), threads=1))
+    optimum, _ = synthesize(spec, threads=1, memo=InMemoryMemo())
+    shape = _shape(optimum)
+    assert shape == tuple(sorted(set(shape)))
+    assert any(s.startswith("tile") for s in shape)
+    assert not any(re.search(r"=\d", s) for s in shape)
 
 
 @pytest.mark.parametrize(("shape", "dtypes", "b_layout", "threads"), CASES)
