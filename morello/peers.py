@@ -22,11 +22,11 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from morello.bench import NativeBench, aligned_empty, python_timer
+from morello.bench import NativeBench, aligned_empty, beyond_l3, python_timer
 from morello.dtypes import Dtype
 
-ROTATION_BYTES = 128 << 20  # inputs of a cold problem rotate over this much memory: 4x an L3
-MAX_COPIES = 64  # bounds the copies of small problems, which stay in cache whatever we do
+ROTATION_BYTES = beyond_l3(128 << 20)  # inputs of a cold problem rotate over this much
+MAX_COPIES = 256  # bounds the copies of small problems, which stay in cache whatever we do
 
 
 class Skipped(Exception):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from morello import benchmarks
+from morello import bench, benchmarks, peers
 from morello.bench import NativeBench, Timing, build_library, calibrate, measure
 from morello.bench_report import (
     SuiteResult,
@@ -130,6 +130,17 @@ def test_a_wrong_result_is_reported_not_hidden(harness, monkeypatch):
     suite = SuiteResult(0.0, 1.0, 1, 0.001, {"cpu": "test"}, (result,))
     assert "morello WRONG" in format_report(suite)
     assert any(line.startswith("bar MISSED") for line in check_bars(suite))
+
+
+def test_cold_data_are_sized_by_the_l3_the_kernel_reports(tmp_path):
+    for index, (level, size) in enumerate([("1", "48K"), ("2", "2048K"), ("3", "491520K")]):
+        (tmp_path / f"index{index}").mkdir()
+        (tmp_path / f"index{index}" / "level").write_text(level + "\n")
+        (tmp_path / f"index{index}" / "size").write_text(size + "\n")
+    assert bench.l3_bytes(tmp_path) == 480 << 20
+    assert bench.l3_bytes(tmp_path / "missing") == 0
+    assert bench.BANDWIDTH_BYTES >= 512 << 20 and peers.ROTATION_BYTES >= 128 << 20
+    assert min(4 * bench.l3_bytes(), 2 << 30) <= bench.BANDWIDTH_BYTES
 
 
 def test_peers_kept_to_avx2_are_told_so_at_start_up():
