@@ -234,6 +234,12 @@ def plot(suite: SuiteResult, path: Path) -> bool:
                 unit = "GB/s" if w.memory_bound else "GF/s"
                 ax.text(share * 100 + 1, y, f"{tr.rate(w, s):.0f} {unit}", va="center", fontsize=6)
         ax.axvline(100, color="black", linewidth=0.8)
+        compute = [wi for wi, w in enumerate(tr.workloads) if not w.memory_bound]
+        if tr.fma_isa == "AVX-512" and compute:
+            # Our kernels are AVX2: half the lanes, so at best half of this machine's peak.
+            top, bottom = min(compute) - 0.5, max(compute) + 0.5
+            ax.vlines(50, top, bottom, colors="black", linestyles="dashed", linewidth=0.8)
+            ax.text(50, bottom, " AVX2 FMA peak", fontsize=6, va="bottom")
         limits = f"read {tr.read_gbps:.1f} GB/s, FMA {tr.fma_gflops:.0f} GFLOP/s ({tr.fma_isa})"
         ax.set_title(f"{threads_label(tr.threads)}: {limits}")
         ax.set_xlabel("% of the measured limit (read bandwidth or FMA peak)")
