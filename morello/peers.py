@@ -326,8 +326,7 @@ PEERS: dict[str, Callable[..., Sequence[Contender]]] = {
 ISAS = ("native", "avx2")  # what --peer-isa accepts
 # Peers that pick their kernels by CPUID with no switch to keep them to AVX2, and why.
 UNCAPPED = {
-    "jax": "XLA runs its dots in YNNPACK, which picks AVX-512 or AMX kernels by CPUID and "
-    "has no switch to keep it to AVX2",
+    "jax": "XLA's dots run in YNNPACK, which picks AVX-512 or AMX kernels by CPUID",
 }
 
 

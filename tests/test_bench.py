@@ -187,7 +187,7 @@ def test_a_run_kept_to_avx2_caps_the_fma_peak_and_skips_what_cannot_be_capped(ha
     result = benchmarks.run_thread_count(1, library, jobs[:1], protocol)
     assert result.fma_isa == "AVX2"
     (why,) = [why for peer, why in result.workloads[0].skipped if peer == "jax"]
-    assert why.startswith("cannot be kept to AVX2: XLA runs its dots in YNNPACK")
+    assert why.startswith("cannot be kept to AVX2: XLA's dots run in YNNPACK")
     assert "numpy f32" in [s.system for s in result.workloads[0].systems]
     suite = SuiteResult(0.0, 1.0, 1, 0.001, {"cpu": "test"}, (result,), peer_isa="avx2")
     assert "peers and the FMA peak kept to AVX2 (--peer-isa avx2)" in format_report(suite)
