@@ -9,18 +9,21 @@ children before parents, so a solution in the file always has its sub-Specs' sol
 there too, which is what recomputing its cost needs.
 
 The file records the format version, the target and a fingerprint of the model (the
-sources that define the rewrite space and the costs); a file that disagrees on any of
-them is refused rather than misread.
+sources that define the rewrite space and the costs, comments and blank lines left out);
+a file that disagrees on any of them is refused rather than misread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import io
 import math
 import os
 import sqlite3
 import time
+import tokenize
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -61,12 +64,25 @@ class MemoDBError(SpecError):
     """The memo file cannot be used: corrupt, foreign, or written by another model."""
 
 
+@functools.cache  # the sources do not change while we run
 def model_fingerprint() -> str:
     digest = hashlib.sha256(f"format {table.FORMAT_VERSION}\n{TARGET}\n".encode())
     package = Path(__file__).resolve().parent
     for name in MODEL_MODULES:
-        digest.update(name.encode() + b"\0" + (package / f"{name}.py").read_bytes())
+        source = (package / f"{name}.py").read_text(encoding="utf-8")
+        digest.update(name.encode() + b"\0" + without_comments(source).encode())
     return digest.hexdigest()
+
+
+def without_comments(source: str) -> str:
+    """Python source without its comments, trailing spaces and blank lines: editing a
+    comment neither makes a new model nor starts a new, empty memo table."""
+    lines = source.splitlines()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, col = token.start
+            lines[row - 1] = lines[row - 1][:col]
+    return "\n".join(line.rstrip() for line in lines if line.strip())
 
 
 def db_file_name() -> str:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from morello.api import matmul_problem, synthesize_spec
-from morello.db import MemoDB, MemoDBError
+from morello.db import MemoDB, MemoDBError, without_comments
 from morello.memo import InMemoryMemo
 from morello.rewrites import canonical
 from morello.search import synthesize
@@ -68,6 +68,15 @@ def test_solutions_read_back_from_the_file_equal_those_computed_without_it(
     with MemoDB(path, flush_every=97) as db:  # several flushes: merges into written pages
         synthesize(spec, threads=threads, memo=db)
     assert assert_file_agrees(path, solved_in_memory(spec, threads), complete=True) > 0
+
+
+def test_the_model_fingerprint_ignores_comments_but_not_code() -> None:
+    plain = 'x = 1\nif x:\n    s = "#1"\n'
+    commented = '# why x\nx = 1  # one\n\nif x:  \n    s = "#1"  # not a comment: "#1"\n'
+    assert without_comments(commented) == without_comments(plain)
+    assert '"#1"' in without_comments(plain)  # a hash inside a string is code
+    assert without_comments(plain.replace("x = 1", "x = 2")) != without_comments(plain)
+    assert without_comments(plain.replace("    s", "  s")) != without_comments(plain)
 
 
 def test_a_solved_spec_is_answered_without_searching(tmp_path: Path) -> None:
