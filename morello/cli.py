@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from morello import __version__, cmake_dir, host, kernel_list
 from morello.api import Synthesized, matmul_problem, synthesize_spec
 from morello.codegen import check_name
-from morello.cpu import missing_features
+from morello.cpu import ISAS, missing_features
 from morello.db import MemoDB, default_db_path, format_stats, open_memo
 from morello.generate import (
     UMBRELLA,
@@ -105,8 +105,6 @@ def _build_parser() -> argparse.ArgumentParser:
         help="ours is the fastest of the model's optimum and its K-1 cheapest neighbours, "
         "timed before the suite (default 1: the model's optimum)",
     )
-    from morello.peers import ISAS
-
     bench.add_argument(
         "--peer-isa",
         choices=ISAS,

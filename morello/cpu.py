@@ -6,6 +6,9 @@ import platform
 from pathlib import Path
 
 REQUIRED_FLAGS = ("avx2", "fma")
+# What `morello bench --peer-isa` may keep peers to: all the host has, or the AVX2 our
+# kernels target. Here, not in morello.peers, so the CLI names them without importing it.
+ISAS = ("native", "avx2")
 
 
 def missing_features(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...] | None:

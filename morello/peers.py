@@ -23,6 +23,7 @@ import ml_dtypes
 import numpy as np
 
 from morello.bench import NativeBench, aligned_empty, beyond_l3, python_timer
+from morello.cpu import ISAS
 from morello.dtypes import Dtype
 
 ROTATION_BYTES = beyond_l3(128 << 20)  # inputs of a cold problem rotate over this much
@@ -323,7 +324,6 @@ PEERS: dict[str, Callable[..., Sequence[Contender]]] = {
 }
 
 
-ISAS = ("native", "avx2")  # what --peer-isa accepts
 # Peers that pick their kernels by CPUID with no switch to keep them to AVX2, and why.
 UNCAPPED = {
     "jax": "XLA's dots run in YNNPACK, which picks AVX-512 or AMX kernels by CPUID",

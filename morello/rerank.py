@@ -75,13 +75,14 @@ def neighbours(spec: Spec, threads: int, memo: Memo, count: int) -> list[Candida
             found.setdefault(program, Candidate(program, change))
     ranked = sorted(found.values(), key=lambda c: (c.change != "", c.program.cost))
     shapes: set[tuple[str, ...]] = set()
-    new_shapes = []
+    new_shapes, rest = [], []
     for candidate in ranked:
         shape = _shape(candidate.program)
         if shape not in shapes and candidate.program.cost <= CLOSE * optimum.cost:
             shapes.add(shape)
             new_shapes.append(candidate)
-    rest = [c for c in ranked if c not in new_shapes]
+        else:
+            rest.append(candidate)
     return (new_shapes + rest)[:count]
 
 

@@ -7,7 +7,10 @@ report, JSON and bars say what the results say.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -155,16 +158,10 @@ def test_peers_kept_to_avx2_are_told_so_at_start_up():
 
 
 def _environ(name: str) -> str | None:
-    import os
-
     return os.environ.get(name)
 
 
 def test_a_worker_starts_with_the_environment_it_was_spawned_in(monkeypatch):
-    import concurrent.futures
-    import multiprocessing
-    import os
-
     monkeypatch.setenv("MORELLO_TEST_KEPT", "before")
     monkeypatch.delenv("MORELLO_TEST_NEW", raising=False)
     values = {"MORELLO_TEST_KEPT": "during", "MORELLO_TEST_NEW": "set"}
