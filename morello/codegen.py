@@ -9,6 +9,7 @@ of named ``__m256`` variables for a tile held in vector registers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -284,6 +285,25 @@ def _panel_copy(src: MemView, dst: MemView, rows: int, cols: int, width: int) ->
     return _macros().panel_copy(full * width, width, panel(width if full else 0), panel(tail))
 
 
+def _b_ahead(k: int, ld: int, size: int, distance: int) -> Callable[[str], str]:
+    """The address ``distance`` bytes of B ahead of element ``kk`` of the column ``br``, in
+    the order the kernel and its callers read B: down the column, then on to the next one,
+    ``ld`` elements further. A column that is all of a row of the caller's B runs straight
+    on into the next; one that a K split cut short does not, and prefetching straight ahead
+    fetches the rest of its own row, which is read a whole pass later, while the next column
+    starts cold (batched decode 4x2048x2048 bf16 split at K=1024, one thread: 1.39 ms with
+    the straight prefetch, 0.88 ms with this, against 0.63 ms to read B)."""
+    if ld == k:
+        return lambda kk: f"reinterpret_cast<const char*>(br + {kk}) + {distance}"
+    ahead = distance // size
+
+    def address(kk: str) -> str:
+        later = f"({kk} + {ahead})"
+        return f"reinterpret_cast<const char*>(br + {later} / {k} * {ld} + {later} % {k})"
+
+    return address
+
+
 def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes: int) -> str:
     a, b, c = views
     assert isinstance(a, MemView) and isinstance(b, MemView) and isinstance(c, MemView)
@@ -303,7 +323,7 @@ def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes: in
         "b_type": b.dtype.c_type,
         "overwrite": spec.op == Op.MATMUL,
         "b_size": b.dtype.size,
-        "prefetch_bytes": prefetch_bytes,
+        "b_ahead": _b_ahead(k, b.ld, b.dtype.size, prefetch_bytes),
     }
     if kernel.kind == KernelKind.DOT_ROWS:
         columns = [

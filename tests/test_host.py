@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from morello import host
+from morello import codegen, host
 from morello.api import matmul_problem, synthesize_spec
 from morello.cli import main
 from morello.memo import InMemoryMemo
@@ -85,3 +85,21 @@ def test_a_header_of_rows_sharing_b_states_its_prefetch_distance() -> None:
     header = Program(spec, kernel, (), 0.0).to_header("k", prefetch_bytes=4096)
     assert "+ 4096, _MM_HINT_T0" in header
     assert "prefetch B 4096 bytes ahead;" in header
+
+
+@pytest.mark.parametrize(("k", "ld", "size"), [(1024, 2048, 2), (64, 64, 2), (48, 4096, 4)])
+@pytest.mark.parametrize("distance", [0, 512, 2048, 8192])
+def test_the_dot_kernels_prefetch_what_they_read_distance_bytes_later(
+    k: int, ld: int, size: int, distance: int
+) -> None:
+    # The kernel and its callers read B column after column (ld elements apart), each down
+    # its k elements: the prefetched address is the one read that many bytes later.
+    ahead = codegen._b_ahead(k, ld, size, distance)
+    columns = 2 + distance // size // k
+    read_order = [column * ld + row for column in range(columns) for row in range(k)]
+    for kk in range(0, k, 16):
+        expr = ahead(str(kk))
+        match = re.fullmatch(r"reinterpret_cast<const char\*>\(br \+ (.+?)\)(?: \+ (\d+))?", expr)
+        assert match, expr
+        address = eval(match[1].replace("/", "//")) * size + int(match[2] or 0)
+        assert address == read_order[kk + distance // size] * size

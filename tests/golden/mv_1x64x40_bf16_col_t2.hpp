@@ -223,7 +223,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
       for (int64_t kk = 0; kk < 64; kk += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(br + kk + 0) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(br + kk) + 1024, _MM_HINT_T0);
         { const __m256i braw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(br + kk + 0));
           const __m256i araw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + kk + 0));
           acc0e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(araw, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(braw, 16)), acc0e);
@@ -244,7 +244,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
       for (int64_t kk = 0; kk < 64; kk += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(br + kk + 0) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(br + kk) + 1024, _MM_HINT_T0);
         { const __m256i braw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(br + kk + 0));
           const __m256i araw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + kk + 0));
           acc0e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(araw, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(braw, 16)), acc0e);
@@ -265,7 +265,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
       for (int64_t kk = 0; kk < 64; kk += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(br + kk + 0) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(br + kk) + 1024, _MM_HINT_T0);
         { const __m256i braw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(br + kk + 0));
           const __m256i araw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + kk + 0));
           acc0e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(araw, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(braw, 16)), acc0e);
@@ -286,7 +286,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
       for (int64_t kk = 0; kk < 64; kk += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(br + kk + 0) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(br + kk) + 1024, _MM_HINT_T0);
         { const __m256i braw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(br + kk + 0));
           const __m256i araw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + kk + 0));
           acc0e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(araw, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(braw, 16)), acc0e);
@@ -307,7 +307,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
       for (int64_t kk = 0; kk < 64; kk += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(br + kk + 0) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(br + kk) + 1024, _MM_HINT_T0);
         { const __m256i braw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(br + kk + 0));
           const __m256i araw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + kk + 0));
           acc0e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(araw, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(braw, 16)), acc0e);
@@ -328,7 +328,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
       for (int64_t kk = 0; kk < 64; kk += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(br + kk + 0) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(br + kk) + 1024, _MM_HINT_T0);
         { const __m256i braw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(br + kk + 0));
           const __m256i araw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + kk + 0));
           acc0e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(araw, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(braw, 16)), acc0e);
@@ -349,7 +349,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
       for (int64_t kk = 0; kk < 64; kk += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(br + kk + 0) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(br + kk) + 1024, _MM_HINT_T0);
         { const __m256i braw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(br + kk + 0));
           const __m256i araw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + kk + 0));
           acc0e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(araw, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(braw, 16)), acc0e);
@@ -370,7 +370,7 @@ inline void mv_1x64x40_bf16_col_t2(const uint16_t* __restrict a, const uint16_t*
       __m256 acc1e = _mm256_setzero_ps(), acc1o = _mm256_setzero_ps();
       const __m256i hi16 = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
       for (int64_t kk = 0; kk < 64; kk += 32) {
-        _mm_prefetch(reinterpret_cast<const char*>(br + kk + 0) + 1024, _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(br + kk) + 1024, _MM_HINT_T0);
         { const __m256i braw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(br + kk + 0));
           const __m256i araw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + kk + 0));
           acc0e = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(araw, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(braw, 16)), acc0e);
