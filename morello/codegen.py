@@ -272,17 +272,13 @@ def _copied(src: MemView, dst: MemView) -> str:
 
 
 def _panel_copy(src: MemView, dst: MemView, rows: int, cols: int, width: int) -> str:
-    """Packing, one panel at a time: within a panel both sides of the inner loop are
+    """Packing, one panel at a time within each row: both sides of the inner loop are
     unit-stride, so the compiler vectorizes it, which the packed layout's ``j / width``
     index in a single loop over all columns prevents."""
     s = src.from_column("jp")
     d = replace(dst.from_column("jp"), layout=ROW, ld=width)
     full, tail = divmod(cols, width)
-
-    def panel(w: int) -> str | None:
-        return _macros().copy(rows, w, d.elem("i", "j"), _copied(s, d), None) if w else None
-
-    return _macros().panel_copy(full * width, width, panel(width if full else 0), panel(tail))
+    return _macros().panel_copy(rows, full * width, width, d.elem("i", "j"), _copied(s, d), tail)
 
 
 def _b_ahead(k: int, ld: int, size: int, distance: int) -> Callable[[str], str]:
