@@ -13,7 +13,9 @@ them meanwhile, so the fetch costs only where it is longer than that work (a roo
 resident tile). Charging it on top made the search pack A into L1 to save an L2 stream that
 in fact costs nothing, and split K short to fit that copy. A fetch from DRAM is charged in
 full: it is what a memory-bound kernel's time is made of, and the search must see the
-order it reads in. A Move is a copy loop of its own and is charged in full.
+order it reads in. That order is the code's below the Promote, not the tile's layout: a
+loop that cuts the resident tile across its runs pays their extra streams (``restreams``).
+A Move is a copy loop of its own and is charged in full.
 
 The constants describe a Zen 4 / Skylake class core; later calibration may fit them to
 the host. Exactness of the search does not depend on their values, only its taste.
@@ -25,7 +27,7 @@ import math
 from collections.abc import Sequence
 
 from morello.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening, is_vector_copy
-from morello.layout import CACHE_LINE, EVEN_ODD_BLOCK, RowMajor
+from morello.layout import CACHE_LINE, COL, EVEN_ODD_BLOCK, ROW, RowMajor
 from morello.rewrites import Action, Promote, Tile, runs
 from morello.spec import Spec, TensorSpec
 from morello.target import F32_LANES, Level
@@ -163,6 +165,20 @@ def _dot_rows(spec: Spec, kernel: Kernel) -> float:
     return nr * per_column + line_cost(a) + line_cost(b) + line_cost(c)
 
 
+def restreams(whole: TensorSpec, piece: TensorSpec, tasks: int) -> int:
+    """The DRAM streams a loop adds by cutting a tile that is resident but not yet fetched
+    (``from_dram``) into ``tasks`` pieces across its runs: K halves of a block of columns
+    are read half a column at a time, each a stream of its own, where the Promote that made
+    the block resident priced it as read front to back. Pieces along the runs follow each
+    other in memory and add none."""
+    if not whole.from_dram or piece.shape == whole.shape:
+        return 0
+    across = 1 if whole.layout == ROW else 0 if whole.layout == COL else None
+    if across is None or piece.shape[across] == whole.shape[across]:
+        return 0
+    return max(0, tasks * runs(piece) - runs(whole))
+
+
 def loop_cost(trips: int, body: float, remainder: float | None, parallel_threads: int) -> float:
     """``trips`` full-tile iterations of ``body``, then one remainder body if the tile does
     not divide the dimension. A parallel loop runs its tasks on ``parallel_threads``."""
@@ -190,7 +206,13 @@ def action_cost(
         case Tile(dim, size, parallel):
             extent = dim.extent(spec)
             remainder = costs[1] if len(costs) > 1 else None
-            return loop_cost(extent // size, costs[0], remainder, threads if parallel else 1)
+            tasks = extent // size + (remainder is not None)
+            streams = sum(
+                restreams(whole, piece, tasks)
+                for whole, piece in zip(spec.operands, children[0].operands, strict=True)
+            )
+            loop = loop_cost(extent // size, costs[0], remainder, threads if parallel else 1)
+            return loop + streams * STREAM_START_CYCLES[Level.GL]
         case Promote():
             (child,) = children
             moved = [t for t, u in zip(spec.operands, child.operands, strict=True) if t != u]

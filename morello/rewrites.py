@@ -255,15 +255,20 @@ def promotion(spec: Spec) -> Spec | None:
     if outside and working_set <= limits.l1 and all(runs(operands[i]) <= L1_WAYS for i in outside):
         limits = limits.minus(Level.L1, working_set)
         for i in outside:
-            operands[i] = replace(operands[i], level=Level.L1)
+            operands[i] = _resident(operands[i], Level.L1)
     for index in sorted(range(len(operands)), key=lambda i: footprint(operands[i])):
         t = operands[index]
         if t.level < Level.L2 and footprint(t) <= limits.l2 and runs(t) <= L2_SAFE_RUNS:
             limits = limits.minus(Level.L2, footprint(t))
-            operands[index] = replace(t, level=Level.L2)
+            operands[index] = _resident(t, Level.L2)
     if operands == list(spec.operands):
         return None
     return replace(spec, operands=tuple(operands), limits=limits)
+
+
+def _resident(t: TensorSpec, level: Level) -> TensorSpec:
+    """``t`` served from a cache level; a tile of DRAM is fetched as the code touches it."""
+    return replace(t, level=level, from_dram=t.from_dram or t.level == Level.GL)
 
 
 def runs(t: TensorSpec) -> int:

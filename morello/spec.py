@@ -37,6 +37,9 @@ class TensorSpec:
     contiguous: bool = True  # the tile is one dense run of its buffer
     aligned: bool = False  # starts on a 32-byte boundary (buffers we allocate do)
     owned: bool = False  # a buffer the program allocated, not the caller's tensor
+    # Resident in a cache, but not yet fetched: its lines come from DRAM when the code
+    # below first touches them, in the order it touches them (see ``cost.restreams``).
+    from_dram: bool = False
     # The search hashes Specs millions of times; computing it once per value pays.
     _hash: int = field(init=False, repr=False, compare=False)
     _lines: int = field(init=False, repr=False, compare=False)
@@ -50,6 +53,7 @@ class TensorSpec:
             self.contiguous,
             self.aligned,
             self.owned,
+            self.from_dram,
         )
         object.__setattr__(self, "_hash", hash(fields))
         object.__setattr__(
@@ -93,12 +97,15 @@ class TensorSpec:
         contiguous = self.layout.one_run(shape) or (
             self.contiguous and self.layout.contiguous_tile(shape, self.shape)
         )
-        return TensorSpec(shape, self.dtype, layout, self.level, contiguous, False, self.owned)
+        return TensorSpec(
+            shape, self.dtype, layout, self.level, contiguous, False, self.owned, self.from_dram
+        )
 
     def __str__(self) -> str:
         rows, cols = self.shape
         flags = "" if self.contiguous else " strided"
-        return f"{rows}x{cols} {self.dtype.value} {self.level} {self.layout}{flags}"
+        level = f"{self.level}<-GL" if self.from_dram else str(self.level)
+        return f"{rows}x{cols} {self.dtype.value} {level} {self.layout}{flags}"
 
 
 # Tiles repeat across the search: one TensorSpec per distinct tile keeps hashing cheap.

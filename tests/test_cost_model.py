@@ -12,6 +12,7 @@ from morello.cost import (
     COPY_CYCLES_PER_VECTOR,
     FMA_PER_CYCLE,
     LINE_CYCLES,
+    LOOP_ITERATION_CYCLES,
     STREAM_START_CYCLES,
     action_cost,
     kernel_cost,
@@ -20,7 +21,7 @@ from morello.cost import (
 from morello.dtypes import Dtype
 from morello.kernels import DotMode, Kernel, KernelKind
 from morello.layout import COL, EVEN_ODD, ROW, Packed
-from morello.rewrites import Promote, expand, promotion
+from morello.rewrites import Dim, Promote, Tile, expand, promotion, runs
 from morello.spec import Op, Spec, TensorSpec, matmul_spec
 from morello.target import AVX2_LIMITS, L1_WAYS, L2_SAFE_RUNS, L3_BYTES, Level
 
@@ -71,6 +72,34 @@ def test_a_fetch_from_dram_is_charged_in_full() -> None:
     assert fetched > 0 and cost == fetched + 1_000.0
     assert LINE_CYCLES[Level.GL] > LINE_CYCLES[Level.L3] > 0
     assert STREAM_START_CYCLES[Level.GL] > STREAM_START_CYCLES[Level.L3]
+
+
+def _split_cost(spec: Spec, tile: Tile) -> float:
+    """What the loop ``tile`` adds over its bodies, each body costing nothing."""
+    children = expand(spec, tile)
+    assert children is not None
+    return action_cost(spec, tile, children, [0.0] * len(children), 1)
+
+
+def test_cutting_a_block_of_dram_across_its_runs_pays_a_stream_per_piece() -> None:
+    # A block of 32 columns of B (col-major, each column one run of 2048 bf16) made
+    # resident from DRAM: the Promote prices it read front to back, as one stream.
+    spec = matmul_spec(4, 2048, 32, (BF16, BF16, F32), (ROW, COL, ROW), accumulate=True)
+    resident = promotion(spec.with_operand(1, replace(spec.operands[1], level=Level.GL)))
+    assert resident is not None
+    block = resident.operands[1]
+    assert block.level == Level.L2 and block.from_dram and runs(block) == 1
+    assert "L2<-GL" in str(block)
+    # Halving K reads half a column at a time: 2 x 32 streams where there was one.
+    halves = _split_cost(resident, Tile(Dim.K, 1024))
+    assert halves == 1 * LOOP_ITERATION_CYCLES * 2 + 63 * STREAM_START_CYCLES[Level.GL]
+    # Column tiles follow each other in memory: the one stream goes on.
+    assert _split_cost(resident, Tile(Dim.N, 2)) == 16 * LOOP_ITERATION_CYCLES
+    # A tile already in a cache costs no streams however it is cut.
+    cached = replace(
+        resident, operands=tuple(replace(t, from_dram=False) for t in resident.operands)
+    )
+    assert _split_cost(cached, Tile(Dim.K, 1024)) == 2 * LOOP_ITERATION_CYCLES
 
 
 def _b_tile(rows: int) -> Spec:
