@@ -12,6 +12,7 @@ from morello.memo import Memo
 from morello.program import Program
 from morello.search import SearchStats, synthesize
 from morello.spec import Spec, SpecError, matmul_spec
+from morello.target import AVX2_LIMITS, MemoryLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ def matmul_problem(
     *,
     threads: int = 1,
     accumulate: bool = False,
+    limits: MemoryLimits = AVX2_LIMITS,
 ) -> Spec:
     """The Spec of ``morello synth matmul SHAPE --dtypes ... --layouts ...``."""
     m, k, n = parse_shape(shape)
@@ -56,7 +58,16 @@ def matmul_problem(
         lays = tuple(parse_layout(t) for t in _triple(layouts, "--layouts"))
     except ValueError as e:
         raise SpecError(str(e)) from None
-    return matmul_spec(m, k, n, dts, lays, accumulate=accumulate, threads=threads)  # type: ignore[arg-type]
+    return matmul_spec(
+        m,
+        k,
+        n,
+        dts,
+        lays,
+        accumulate=accumulate,
+        threads=threads,
+        limits=limits,  # type: ignore[arg-type]
+    )
 
 
 def synthesize_spec(

@@ -10,6 +10,7 @@ shared VM hit all of them alike instead of whichever ran last.
 from __future__ import annotations
 
 import ctypes
+import enum
 import re
 import shutil
 import statistics
@@ -29,19 +30,27 @@ from morello.dtypes import Dtype
 CXX_FLAGS = ("-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-pthread", "-fPIC", "-shared")
 
 
-def l3_bytes(cpu: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
-    """The host's L3 as the kernel reports it (0 if unknown). On a shared VM it is often the
-    whole socket's, far more than this guest gets to keep, but data larger still are in
-    DRAM whatever the neighbours do."""
+def cache_bytes(level: int, cpu: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+    """The size of the host's cache at ``level`` as the kernel reports it (0 if unknown).
+    On a shared VM the L3 is often the whole socket's, far more than this guest gets to
+    keep, but data larger still are in DRAM whatever the neighbours do."""
     for index in sorted(cpu.glob("index*")):
         try:
-            if (index / "level").read_text().strip() == "3":
-                size = (index / "size").read_text().strip()
-                units = {"K": 1 << 10, "M": 1 << 20}
-                return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+            if (index / "level").read_text().strip() != str(level):
+                continue
+            kind = index / "type"  # L1 has a data and an instruction cache
+            if kind.exists() and kind.read_text().strip() == "Instruction":
+                continue
+            size = (index / "size").read_text().strip()
+            units = {"K": 1 << 10, "M": 1 << 20}
+            return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
         except (OSError, ValueError):
             continue
     return 0
+
+
+def l3_bytes(cpu: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+    return cache_bytes(3, cpu)
 
 
 def beyond_l3(at_least: int, most: int = 2 << 30) -> int:
@@ -52,6 +61,29 @@ def beyond_l3(at_least: int, most: int = 2 << 30) -> int:
 BANDWIDTH_BYTES = beyond_l3(512 << 20)  # the streaming read probe's buffer
 FMA_FLOPS_PER_LANE = 2 * 12 * (1 << 16)  # per unit: 2 flops x kFmaChains x kFmaIters
 ALIGN = 64
+CACHE_LINE_BYTES = 64
+
+
+class Probe(enum.Enum):
+    """The throughput probes of the benchmark library, and what one unit of each does."""
+
+    CLOCK = 0  # 16 dependent adds a step: 16 cycles
+    LOADS = 1  # 12 independent 32-byte loads from L1 a step
+    VECTOR_MIX = 2  # 6 FMAs, 4 shifts and 4 ands a step, independent
+    FMA = 3  # 12 independent FMAs a step
+    CACHED_READ = 4  # one pass over a 4 MiB buffer that stays in the last-level cache
+
+    @property
+    def per_unit(self) -> int:
+        """Cycles, loads, vector operations, FMAs or bytes in one unit."""
+        per_step = {0: 16, 1: 12, 2: 14, 3: 12}
+        if self is Probe.CACHED_READ:
+            return CACHED_READ_BYTES
+        return PROBE_STEPS * per_step[self.value]
+
+
+PROBE_STEPS = 1 << 16  # steps per unit (kProbeIters, kFmaIters)
+CACHED_READ_BYTES = 4 << 20  # kL3ProbeBytes
 
 
 class BenchError(RuntimeError):
@@ -147,6 +179,7 @@ class NativeBench:
             "morello_bench_read": ([i, long], d),
             "morello_bench_fma": ([i, long, i], d),
             "morello_bench_fma_lanes": ([], i),
+            "morello_bench_probe": ([i, long], d),
             "morello_bench_kernel": ([i, p, p, p, long, long], d),
             "morello_bench_sgemm": ([p, i, long, long, long, p, p, p, long, long], d),
             "morello_bench_sgemv": ([p, long, long, p, p, p, long, long], d),
@@ -168,6 +201,10 @@ class NativeBench:
     def fma(self, threads: int, units: int) -> float:
         """fma_flops_per_unit x `units` flops on each of `threads` threads."""
         return self._lib.morello_bench_fma(threads, units, self.fma_lanes)
+
+    def probe(self, probe: Probe, units: int) -> float:
+        """Runs ``units`` units of one of the core's throughput probes on one thread."""
+        return self._lib.morello_bench_probe(probe.value, units)
 
     def kernel(
         self, index: int, a: Sequence[np.ndarray], b: Sequence[np.ndarray], c: np.ndarray

@@ -55,6 +55,7 @@ from morello.peers import (
     peer_environment,
 )
 from morello.spec import SpecError
+from morello.target import AVX2_LIMITS, MemoryLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,11 @@ class Protocol:
 
 
 def synthesize_kernels(
-    workloads: tuple[Workload, ...], threads: tuple[int, ...], memo: Memo, measure: int = 1
+    workloads: tuple[Workload, ...],
+    threads: tuple[int, ...],
+    memo: Memo,
+    measure: int = 1,
+    limits: MemoryLimits = AVX2_LIMITS,
 ) -> tuple[list[BenchKernel], dict[int, list[Job]]]:
     """One kernel per workload and thread count; with ``measure`` > 1, the fastest of the
     model's optimum and its cheapest neighbours, timed here (see ``rerank``)."""
@@ -134,6 +139,7 @@ def synthesize_kernels(
                 f"{p.a_dtype.value},{p.b_dtype.value},f32",
                 f"row,{'col' if p.b_col else 'row'},row",
                 threads=t,
+                limits=limits,
             )
             result = synthesize_spec(spec, threads=t, memo=memo)
             log(
@@ -276,13 +282,9 @@ def run_suite(
     if max(threads) > cores:
         raise SpecError(f"{max(threads)} threads asked for, but this process has {cores} cores")
     profile = host.load()
-    if profile == host.DEFAULT:
-        log("calibrating this host first (morello calibrate):")
-        profile, _ = host.calibrate(memo, log=lambda line: log(f"  {line}"))
-        log(f"  wrote {host.save(profile)}")
     log(f"dot kernels prefetch {profile.prefetch_bytes} B ahead ({profile.source})")
     log("synthesizing:")
-    kernels, jobs = synthesize_kernels(workloads, threads, memo, measure)
+    kernels, jobs = synthesize_kernels(workloads, threads, memo, measure, profile.limits)
     log("compiling the benchmark library")
     library = build_library(kernels, workdir)
     # OpenBLAS's threads spin ~2^28 cycles (about 0.1 s) after a call: the pause outlasts it.
@@ -309,7 +311,11 @@ def run_suite(
         seconds=time.time() - started,
         rounds=protocol.rounds,
         min_time_s=protocol.min_time_s,
-        versions={**versions(peers), "dot prefetch": f"{profile.prefetch_bytes} B"},
+        versions={
+            **versions(peers),
+            "dot prefetch": f"{profile.prefetch_bytes} B",
+            "cost model": f"{profile.rates}, L2 budget {profile.l2_budget >> 10} KiB",
+        },
         threads=tuple(per_thread),
         peer_isa=peer_isa,
     )
@@ -340,13 +346,14 @@ def run_synthesis_suite(precomputed: Path | None) -> int:
     """Cold: a new, empty file. Warm: the same file in a new process, the whole command
     timed (start-up, imports, lookups, code generation). Medians over repeated runs."""
     rows = []
+    profile = host.load()  # as the `morello synth` commands timed below will
     with tempfile.TemporaryDirectory(prefix="morello-synth-bench-") as tmp:
         for label, shape, dtypes, layouts, cold_runs in SYNTHESIS_SUITE:
-            spec = matmul_problem(shape, dtypes, layouts)
+            spec = matmul_problem(shape, dtypes, layouts, limits=profile.limits)
             cold = []
             for run in range(cold_runs):
                 path = Path(tmp) / f"{shape}-{run}.sqlite3"
-                with MemoDB(path) as memo:
+                with MemoDB(path, profile.rates) as memo:
                     print(f"  {label}: cold run {run + 1}/{cold_runs} ...", file=sys.stderr)
                     stats = synthesize_spec(spec, memo=memo).stats
                 cold.append(stats)
@@ -369,7 +376,7 @@ def run_synthesis_suite(precomputed: Path | None) -> int:
     for what, value, bar in bars:
         print(f"bar {'met' if value <= bar else 'MISSED':6}  {what}: {value:.2f} s (bar {bar:g} s)")
     if precomputed is not None:
-        with MemoDB(precomputed) as memo:
+        with MemoDB(precomputed, profile.rates) as memo:
             stats = memo.stats()
         ratio = stats.specs / max(stats.regions, 1)
         print(format_stats(stats, 0))

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, TextIO
 from morello import __version__, cmake_dir, host, kernel_list
 from morello.api import Synthesized, matmul_problem, synthesize_spec
 from morello.codegen import check_name
+from morello.cost import RATES, Rates
 from morello.cpu import ISAS, missing_features
-from morello.db import MemoDB, default_db_path, format_stats, open_memo
+from morello.db import MemoDB, cache_dir, db_file_name, default_db_path, format_stats, open_memo
 from morello.generate import (
     UMBRELLA,
     check_umbrella,
@@ -176,7 +177,8 @@ def _db_options(parser: argparse.ArgumentParser, *, can_disable: bool = True) ->
     parser.add_argument(
         "--db",
         type=Path,
-        help=f"memo table file (default: {default_db_path()}, or $MORELLO_DB)",
+        help=f"memo table file (default: {cache_dir()}/memo-<model>.sqlite3, named by the "
+        "model and the host's rates, or $MORELLO_DB)",
     )
     if can_disable:
         parser.add_argument(
@@ -184,17 +186,24 @@ def _db_options(parser: argparse.ArgumentParser, *, can_disable: bool = True) ->
         )
 
 
-def _memo(args: argparse.Namespace) -> Memo:
+def _memo(args: argparse.Namespace, rates: Rates) -> Memo:
+    """The memo table of the model with the host's ``rates``."""
     if getattr(args, "no_db", False):
         if args.db is not None:
             raise SpecError("--db and --no-db contradict each other: pass one")
-        return InMemoryMemo()
-    return open_memo(args.db)
+        return InMemoryMemo(rates)
+    return open_memo(args.db, rates)
 
 
 def _synth(args: argparse.Namespace) -> int:
+    profile = host.load()
     spec = matmul_problem(
-        args.shape, args.dtypes, args.layouts, threads=args.threads, accumulate=args.accumulate
+        args.shape,
+        args.dtypes,
+        args.layouts,
+        threads=args.threads,
+        accumulate=args.accumulate,
+        limits=profile.limits,
     )
     check_name(args.name, "--name")
     missing = missing_features()
@@ -213,7 +222,7 @@ def _synth(args: argparse.Namespace) -> int:
             print(f"\rsearching: {solved:,} Specs solved", end="", file=report, flush=True)
 
     _at_least_one(args.measure, "--measure")
-    memo = _memo(args)
+    memo = _memo(args, profile.rates)
     try:
         result = synthesize_spec(spec, threads=args.threads, memo=memo, progress=progress)
         if tty:
@@ -298,7 +307,11 @@ def _bench(args: argparse.Namespace) -> int:
         "measure": args.measure,
         "peer_isa": args.peer_isa,
     }
-    memo = _memo(args)
+    profile = host.load()
+    if profile == host.DEFAULT:
+        print("morello: calibrating this host first (morello calibrate)", file=sys.stderr)
+        profile = _calibrate(args)
+    memo = _memo(args, profile.rates)
     try:
         if args.workdir is not None:
             return run_suite(args.workdir, memo, args.out, **options)
@@ -315,21 +328,22 @@ def _precompute(args: argparse.Namespace) -> int:
 
     _at_least_one(args.max_size, "--max-size")
     _at_least_one(args.jobs, "--jobs")
-    path = args.db or default_db_path()
+    rates = host.load().rates
+    path = args.db or default_db_path(rates)
     todo = precompute.problems(
         args.max_size,
         args.dtypes or ["f32,f32,f32", "bf16,bf16,f32"],
         args.layouts or ["row,row,row"],
         args.threads,
     )
-    left = precompute.pending(path, todo)
+    left = precompute.pending(path, todo, rates)
     print(
         f"{len(todo):,} matmuls up to {args.max_size}^3; {len(todo) - len(left):,} already "
         f"in {path}; solving {len(left):,} on {args.jobs} processes",
         file=sys.stderr,
     )
     with tqdm(total=len(todo), initial=len(todo) - len(left), unit="matmul") as bar:
-        precompute.run(path, left, workers=args.jobs, progress=bar.update)
+        precompute.run(path, left, workers=args.jobs, progress=bar.update, rates=rates)
     return _db_stats(argparse.Namespace(db=path, tables=0))
 
 
@@ -342,7 +356,8 @@ def _generate(args: argparse.Namespace) -> int:
         for path in generator_inputs(args.kernels):
             print(f"depends {path}")
         return 0
-    memo = _memo(args)
+    profile = host.load()
+    memo = _memo(args, profile.rates)
     try:
         result = generate(
             requests,
@@ -350,6 +365,7 @@ def _generate(args: argparse.Namespace) -> int:
             memo,
             umbrella=args.umbrella,
             progress=lambda r: print(f"morello: synthesizing {r.name}", file=sys.stderr),
+            limits=profile.limits,
         )
     finally:
         memo.close()
@@ -360,35 +376,50 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrate(args: argparse.Namespace) -> int:
+def _calibrate(args: argparse.Namespace) -> host.HostProfile:
+    """Measures the host, prints what it found and writes the profile."""
     from morello.bench import BenchError
 
     def log(line: str) -> None:
         print(f"calibrating: {line}", file=sys.stderr, flush=True)
 
-    memo = _memo(args)
+    path = getattr(args, "profile", None) or host.profile_path()
     try:
-        profile, trials = host.calibrate(memo, log=log)
+        previous = host.load(path)
+    except host.HostError as e:
+        log(f"replacing an unreadable profile: {e}")
+        previous = host.DEFAULT
+    try:
+        found = host.calibrate(lambda rates: _memo(args, rates), previous, log=log)
     except BenchError as e:
         raise SpecError(f"calibrate: {e}") from None
-    finally:
-        memo.close()
-    print(f"{'prefetch ahead':>14}  {'median':>9}  {'weights read':>12}")
-    for t in sorted(trials, key=lambda t: t.prefetch_bytes):
+    profile = found.profile
+    print(f"clock {found.clock_hz / 1e9:.2f} GHz (a chain of dependent adds)")
+    print(f"{'rate':>22}  {'measured':>9}  {'used':>6}  {'default':>7}")
+    for m in found.rates:
+        default = getattr(RATES, m.name)
+        print(f"{m.name:>22}  {m.measured:>9.2f}  {m.used:>6g}  {default:>7g}")
+    print(f"{'l2_budget':>22}  {profile.l2_budget >> 10:>7} KiB (half the L2 the kernel reports)")
+    print(f"\n{'prefetch ahead':>14}  {'median':>9}  {'weights read':>12}")
+    for t in sorted(found.trials, key=lambda t: t.prefetch_bytes):
         mark = "  <- fastest" if t.prefetch_bytes == profile.prefetch_bytes else ""
         print(
             f"{t.prefetch_bytes:>12} B  {t.seconds * 1e3:>6.3f} ms  {t.gb_per_s:>7.1f} GB/s{mark}"
         )
-    path = host.save(profile, args.profile)
-    print(f"wrote {path}: headers rendered from now on prefetch {profile.prefetch_bytes} B ahead")
-    return 0
+    host.save(profile, path)
+    print(
+        f"wrote {path}: syntheses from now on use these rates (memo table "
+        f"{db_file_name(profile.rates)}) and prefetch {profile.prefetch_bytes} B ahead"
+    )
+    return profile
 
 
 def _db_stats(args: argparse.Namespace) -> int:
-    path = args.db or default_db_path()
+    rates = host.load().rates
+    path = args.db or default_db_path(rates)
     if not path.exists():
         raise SpecError(f"no memo table at {path} (nothing synthesized into it yet)")
-    with MemoDB(path) as memo:
+    with MemoDB(path, rates) as memo:
         print(format_stats(memo.stats(), args.tables))
     return 0
 
@@ -406,7 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "precompute":
                 return _precompute(args)
             case "calibrate":
-                return _calibrate(args)
+                _calibrate(args)
+                return 0
             case "db":
                 return _db_stats(args)
     except SpecError as e:

@@ -17,14 +17,18 @@ order it reads in. That order is the code's below the Promote, not the tile's la
 loop that cuts the resident tile across its runs pays their extra streams (``restreams``).
 A Move is a copy loop of its own and is charged in full.
 
-The constants describe a Zen 4 / Skylake class core; later calibration may fit them to
-the host. Exactness of the search does not depend on their values, only its taste.
+What a core does per cycle (``Rates``: its FMA, load and vector port throughputs, and
+the cycles a line takes to stream from DRAM and from L3) is measured on the host by
+``morello calibrate``; the defaults describe a Zen 4 / Skylake class core. The other
+constants are properties of the code the kernels compile to. Exactness of the search does
+not depend on any of the values, only its taste.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from morello.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening, is_vector_copy
 from morello.layout import CACHE_LINE, COL, EVEN_ODD_BLOCK, ROW, RowMajor
@@ -32,25 +36,44 @@ from morello.rewrites import Action, Promote, Tile, runs
 from morello.spec import Spec, TensorSpec
 from morello.target import F32_LANES, Level
 
-FMA_PER_CYCLE = 2  # two 256-bit FMA pipes
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """What one core of the host does per cycle: the constants ``morello calibrate``
+    measures (``morello.host``). The defaults describe a Zen 4 / Skylake class core."""
+
+    fma_per_cycle: float = 2.0  # two 256-bit FMA pipes
+    loads_per_cycle: float = 2.0  # vector or broadcast loads from L1
+    vector_ops_per_cycle: float = 3.0  # shifts, masks and FMAs share three vector ports
+    # Price of touching one cache line that lives at a level. DRAM streams about 25 GB/s
+    # to one core, ~7 bytes a cycle: ~9 cycles a line; L3 about 20 bytes a cycle.
+    dram_line_cycles: float = 10.0
+    l3_line_cycles: float = 3.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.fma_per_cycle:g} FMA, {self.loads_per_cycle:g} loads, "
+            f"{self.vector_ops_per_cycle:g} vector ops a cycle; a line in "
+            f"{self.dram_line_cycles:g} cycles from DRAM, {self.l3_line_cycles:g} from L3"
+        )
+
+    def line_cycles(self, level: Level) -> float:
+        match level:
+            case Level.GL:
+                return self.dram_line_cycles
+            case Level.L3:
+                return self.l3_line_cycles
+        # L2 hits are pipelined and prefetched; L1 and register traffic is already counted
+        # in the port throughputs.
+        return L2_LINE_CYCLES if level == Level.L2 else 0.0
+
+
+RATES = Rates()
+L2_LINE_CYCLES = 2.0  # 32 bytes a cycle
 FMA_LATENCY = 4  # cycles before an accumulator can be used again
-LOADS_PER_CYCLE = 2  # vector or broadcast loads from L1
-VECTOR_OPS_PER_CYCLE = 3  # shifts, masks and FMAs share three vector ports
 HSUM_CYCLES = 8  # reduce one 8-lane accumulator pair to a scalar and add it to C
 SCALAR_FMA_CYCLES = FMA_LATENCY  # a scalar multiply-add chain runs at latency
 
-# Price of touching one cache line that lives at a level. DRAM streams about 25 GB/s to
-# one core, ~7 bytes a cycle: ~9 cycles a line; L3 about 20 bytes a cycle. L2 hits are
-# pipelined and prefetched; L1 and register traffic is already counted in the port
-# throughput above.
-LINE_CYCLES = {
-    Level.GL: 10.0,
-    Level.L3: 3.0,
-    Level.L2: 2.0,
-    Level.L1: 0.0,
-    Level.RF: 0.0,
-    Level.VRF: 0.0,
-}
 # Each separate run of lines read from DRAM restarts the hardware prefetcher, which then
 # waits most of a DRAM latency (~100 ns) before it streams: reading a matrix in strided
 # pieces is measurably slower than reading it front to back. From L3, ~50 cycles.
@@ -64,27 +87,27 @@ PARALLEL_DISPATCH_CYCLES = 4000.0  # waking pool threads and joining them (~1-2 
 PARALLEL_TASK_CYCLES = 100.0  # handing one task to a thread
 
 
-def line_cost(t: TensorSpec) -> float:
-    return t.lines() * LINE_CYCLES[t.level] + runs(t) * STREAM_START_CYCLES.get(t.level, 0.0)
+def line_cost(t: TensorSpec, rates: Rates = RATES) -> float:
+    return t.lines() * rates.line_cycles(t.level) + runs(t) * STREAM_START_CYCLES.get(t.level, 0.0)
 
 
-def kernel_cost(kernel: Kernel, spec: Spec) -> float:
+def kernel_cost(kernel: Kernel, spec: Spec, rates: Rates = RATES) -> float:
     match kernel.kind:
         case KernelKind.OUTER_FMA:
-            return _outer_fma(spec)
+            return _outer_fma(spec, rates)
         case KernelKind.DOT:
-            return _dot(spec, kernel)
+            return _dot(spec, kernel, rates)
         case KernelKind.DOT_ROWS:
-            return _dot_rows(spec, kernel)
+            return _dot_rows(spec, kernel, rates)
         case KernelKind.ZERO_VRF:
-            return spec.operands[0].registers / VECTOR_OPS_PER_CYCLE
+            return spec.operands[0].registers / rates.vector_ops_per_cycle
         case KernelKind.ZERO_MEM:
             (c,) = spec.operands
-            return _vectors(c) * COPY_CYCLES_PER_VECTOR + line_cost(c)
+            return _vectors(c) * COPY_CYCLES_PER_VECTOR + line_cost(c, rates)
         case KernelKind.LOAD_VRF | KernelKind.STORE_VRF:
             mem = next(t for t in spec.operands if not t.level.is_register)
             per = _vectors(mem) if isinstance(mem.layout, RowMajor) else _elems(mem)
-            return per * COPY_CYCLES_PER_VECTOR + line_cost(mem)
+            return per * COPY_CYCLES_PER_VECTOR + line_cost(mem, rates)
         case KernelKind.COPY:
             src, dst = spec.operands
             moved = _vectors(src) * COPY_CYCLES_PER_VECTOR
@@ -93,9 +116,9 @@ def kernel_cost(kernel: Kernel, spec: Spec) -> float:
             if is_even_odd_widening(src, dst):
                 blocks = math.ceil(src.shape[0] * src.shape[1] / EVEN_ODD_BLOCK)
                 moved = blocks * EVEN_ODD_WIDEN_CYCLES
-            return moved + line_cost(src) + line_cost(dst)
+            return moved + line_cost(src, rates) + line_cost(dst, rates)
         case KernelKind.SCALAR_FMA:
-            return SCALAR_FMA_CYCLES + sum(line_cost(t) for t in spec.operands)
+            return SCALAR_FMA_CYCLES + sum(line_cost(t, rates) for t in spec.operands)
     raise AssertionError(kernel)
 
 
@@ -107,19 +130,25 @@ def _vectors(t: TensorSpec) -> int:
     return math.ceil(_elems(t) * t.dtype.size / 32)
 
 
-def _throughput(fmas: float, loads: float, alu: float, chains_latency: bool = True) -> float:
-    bound = max(fmas / FMA_PER_CYCLE, loads / LOADS_PER_CYCLE, (fmas + alu) / VECTOR_OPS_PER_CYCLE)
+def _throughput(
+    rates: Rates, fmas: float, loads: float, alu: float, chains_latency: bool = True
+) -> float:
+    bound = max(
+        fmas / rates.fma_per_cycle,
+        loads / rates.loads_per_cycle,
+        (fmas + alu) / rates.vector_ops_per_cycle,
+    )
     return max(bound, FMA_LATENCY) if chains_latency else bound
 
 
-def _outer_fma(spec: Spec) -> float:
+def _outer_fma(spec: Spec, rates: Rates) -> float:
     a, b, c = spec.operands
     mr, nr = c.shape
     nb = math.ceil(nr / F32_LANES)
     fmas = mr * nb
     alu = (2 * nb if b.dtype.size == 2 else 0) + (mr if a.dtype.size == 2 else 0)
     # Called once per k inside a loop: each accumulator is a dependency chain.
-    return _throughput(fmas, mr + nb, alu) + line_cost(a) + line_cost(b)
+    return _throughput(rates, fmas, mr + nb, alu) + line_cost(a, rates) + line_cost(b, rates)
 
 
 # Per block of 16 K-elements, what each operand costs the dot kernels besides the FMAs:
@@ -132,7 +161,7 @@ _DOT_WORK = {
 }
 
 
-def _dot(spec: Spec, kernel: Kernel) -> float:
+def _dot(spec: Spec, kernel: Kernel, rates: Rates) -> float:
     a, b, c = spec.operands
     mr, k, nr = spec.mkn
     u = kernel.unroll
@@ -144,15 +173,15 @@ def _dot(spec: Spec, kernel: Kernel) -> float:
     steps, rest = divmod(k, EVEN_ODD_BLOCK * u)
     blocks, tail = divmod(rest, EVEN_ODD_BLOCK)
     per_output = (
-        steps * _throughput(2 * u, loads * u + prefetches, alu * u)
-        + blocks * _throughput(2, loads, alu)
+        steps * _throughput(rates, 2 * u, loads * u + prefetches, alu * u)
+        + blocks * _throughput(rates, 2, loads, alu)
         + tail * SCALAR_FMA_CYCLES
         + HSUM_CYCLES
     )
-    return mr * nr * per_output + line_cost(a) + line_cost(b) + line_cost(c)
+    return mr * nr * per_output + line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
 
 
-def _dot_rows(spec: Spec, kernel: Kernel) -> float:
+def _dot_rows(spec: Spec, kernel: Kernel, rates: Rates) -> float:
     a, b, c = spec.operands
     mr, k, nr = spec.mkn
     assert kernel.mode is not None
@@ -160,9 +189,9 @@ def _dot_rows(spec: Spec, kernel: Kernel) -> float:
     prefetches = math.ceil(EVEN_ODD_BLOCK * b.dtype.size / CACHE_LINE)
     blocks, tail = divmod(k, EVEN_ODD_BLOCK)
     per_column = blocks * _throughput(
-        2 * mr, b_loads + mr * a_loads + prefetches, b_alu + mr * a_alu
+        rates, 2 * mr, b_loads + mr * a_loads + prefetches, b_alu + mr * a_alu
     ) + mr * (tail * SCALAR_FMA_CYCLES + HSUM_CYCLES)
-    return nr * per_column + line_cost(a) + line_cost(b) + line_cost(c)
+    return nr * per_column + line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
 
 
 def restreams(whole: TensorSpec, piece: TensorSpec, tasks: int) -> int:
@@ -197,12 +226,17 @@ def loop_cost(trips: int, body: float, remainder: float | None, parallel_threads
 
 
 def action_cost(
-    spec: Spec, action: Action, children: Sequence[Spec], costs: Sequence[float], threads: int
+    spec: Spec,
+    action: Action,
+    children: Sequence[Spec],
+    costs: Sequence[float],
+    threads: int,
+    rates: Rates = RATES,
 ) -> float:
     """The cost of ``spec`` implemented by ``action`` given its children's costs."""
     match action:
         case Kernel():
-            return kernel_cost(action, spec)
+            return kernel_cost(action, spec, rates)
         case Tile(dim, size, parallel):
             extent = dim.extent(spec)
             remainder = costs[1] if len(costs) > 1 else None
@@ -216,7 +250,7 @@ def action_cost(
         case Promote():
             (child,) = children
             moved = [t for t, u in zip(spec.operands, child.operands, strict=True) if t != u]
-            from_dram = sum(line_cost(t) for t in moved if t.level == Level.GL)
-            from_cache = sum(line_cost(t) for t in moved if t.level != Level.GL)
+            from_dram = sum(line_cost(t, rates) for t in moved if t.level == Level.GL)
+            from_cache = sum(line_cost(t, rates) for t in moved if t.level != Level.GL)
             return from_dram + max(from_cache, costs[0])
     return sum(costs)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from morello import table
-from morello.cost import action_cost
+from morello.cost import RATES, Rates, action_cost
 from morello.memo import Solution
 from morello.rewrites import Action, expand
 from morello.spec import Spec, SpecError
@@ -65,8 +65,11 @@ class MemoDBError(SpecError):
 
 
 @functools.cache  # the sources do not change while we run
-def model_fingerprint() -> str:
-    digest = hashlib.sha256(f"format {table.FORMAT_VERSION}\n{TARGET}\n".encode())
+def model_fingerprint(rates: Rates = RATES) -> str:
+    """The model: the format, the target, the host's rates and the sources that define
+    the rewrite space and the costs."""
+    header = f"format {table.FORMAT_VERSION}\n{TARGET}\n{rates!r}\n"
+    digest = hashlib.sha256(header.encode())
     package = Path(__file__).resolve().parent
     for name in MODEL_MODULES:
         source = (package / f"{name}.py").read_text(encoding="utf-8")
@@ -85,18 +88,18 @@ def without_comments(source: str) -> str:
     return "\n".join(line.rstrip() for line in lines if line.strip())
 
 
-def db_file_name() -> str:
+def db_file_name(rates: Rates = RATES) -> str:
     """The file name of this model's memo table: named by its fingerprint, so a new version
-    of the model starts its own file instead of meeting an incompatible one."""
-    return f"memo-{model_fingerprint()[:16]}.sqlite3"
+    of the model, or another host's rates, starts its own file instead of meeting an
+    incompatible one."""
+    return f"memo-{model_fingerprint(rates)[:16]}.sqlite3"
 
 
-def default_db_path() -> Path:
-    """$MORELLO_DB, else in the user's cache directory, named by the model fingerprint: a
-    new version of the model starts its own file instead of meeting an incompatible one."""
+def default_db_path(rates: Rates = RATES) -> Path:
+    """$MORELLO_DB, else in the user's cache directory, named by the model fingerprint."""
     if os.environ.get("MORELLO_DB"):
         return Path(os.environ["MORELLO_DB"])
-    return cache_dir() / db_file_name()
+    return cache_dir() / db_file_name(rates)
 
 
 def cache_dir() -> Path:
@@ -133,8 +136,11 @@ class MemoDB:
     """A ``Memo`` backed by a file. Lookups read pages once per process; new solutions
     are kept in memory and written every ``flush_every`` solutions and by ``flush()``."""
 
-    def __init__(self, path: Path | str, *, flush_every: int = FLUSH_EVERY) -> None:
+    def __init__(
+        self, path: Path | str, rates: Rates = RATES, *, flush_every: int = FLUSH_EVERY
+    ) -> None:
         self.path = Path(path)
+        self.rates = rates
         self.flush_every = flush_every
         self.loaded = 0  # solutions answered from the file
         self._solved: dict[tuple[Spec, int], Solution] = {}
@@ -179,7 +185,7 @@ class MemoDB:
         expected = {
             "format": str(table.FORMAT_VERSION),
             "target": TARGET,
-            "model": model_fingerprint(),
+            "model": model_fingerprint(self.rates),
         }
         found = dict(conn.execute("SELECT name, value FROM meta").fetchall())
         if not found:
@@ -250,7 +256,7 @@ class MemoDB:
             if sol is None or sol.action is None:
                 return None  # not written by a search of this model: solve it again
             costs.append(sol.cost)
-        return Solution(action, action_cost(spec, action, children, costs, threads))
+        return Solution(action, action_cost(spec, action, children, costs, threads, self.rates))
 
     # --- Reading.
 
@@ -458,9 +464,9 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def open_memo(path: Path | None) -> MemoDB:
-    """The memo table at ``path``, or at the default location."""
-    return MemoDB(default_db_path() if path is None else path)
+def open_memo(path: Path | None, rates: Rates = RATES) -> MemoDB:
+    """The memo table of a model with ``rates`` at ``path``, or at the default location."""
+    return MemoDB(default_db_path(rates) if path is None else path, rates)
 
 
 def format_stats(stats: DBStats, largest: int = 10) -> str:

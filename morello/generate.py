@@ -17,6 +17,7 @@ from morello.codegen import check_name
 from morello.kernel_list import KernelRequest
 from morello.memo import Memo
 from morello.spec import SpecError
+from morello.target import AVX2_LIMITS, MemoryLimits
 
 UMBRELLA = "morello_kernels.hpp"
 
@@ -76,13 +77,14 @@ def generate(
     *,
     umbrella: str = UMBRELLA,
     progress: Callable[[KernelRequest], None] | None = None,
+    limits: MemoryLimits = AVX2_LIMITS,
 ) -> Generated:
     check_umbrella(requests, umbrella)
     texts: dict[str, str] = {}
     for request in requests:
         if progress is not None:
             progress(request)
-        result = synthesize_spec(request.spec(), threads=request.threads, memo=memo)
+        result = synthesize_spec(request.spec(limits), threads=request.threads, memo=memo)
         texts[f"{request.name}.hpp"] = result.program.to_header(
             request.name, threads=request.threads, bias=request.bias_mode
         )

@@ -1,30 +1,47 @@
-"""What the code generator tunes to the machine it runs on, measured by ``morello calibrate``.
+"""What the synthesizer tunes to the machine it runs on, measured by ``morello calibrate``.
 
-The cost model ranks programs; it does not choose how far ahead the dot kernel prefetches
-the weights it streams from DRAM. That distance is the bandwidth-latency product of the
-host's memory, and it is not portable: 1 KiB ahead took one core to 94-97% of its read
-bandwidth on a Zen 4 VM with 22 GB/s a core, where a Zen 5 VM with 41 GB/s needed 8 KiB
-(1 KiB left it at 58%). So it is measured: the seed kernel, rendered with each candidate
-distance, timed on weights too large for any cache. The winner is written to a small JSON
-file beside the memo table; headers rendered afterwards use it, and say so in a comment.
+Two kinds of numbers. The cost model's ``Rates``, what one core does per cycle: its FMA,
+load and vector port throughputs, from probes that keep one kind of port busy, and the
+cycles a cache line takes to stream from DRAM and from the last-level cache, from reads
+of a buffer four times the L3 and of a 4 MiB one. Every probe is timed against a chain of
+dependent register adds, which take one cycle on every x86 core, so turbo and the VM's
+nominal clock do not matter. The L2 budget is half the core's L2, as the kernel reports
+it. Together they decide which program the search finds, so they are part of the memo
+table's fingerprint: a calibrated host searches into a table of its own.
+
+And how far ahead the dot kernel prefetches the weights it streams from DRAM, which is
+not a cost but the code: it is the bandwidth-latency product of the host's memory, and it
+is not portable: 1 KiB ahead took one core to 94-97% of its read bandwidth on a Zen 4 VM
+with 22 GB/s a core, where a Zen 5 VM with 41 GB/s needed 8 KiB (1 KiB left it at 58%).
+So it is measured: the seed kernel, rendered with each candidate distance, timed on
+weights too large for any cache.
+
+The profile is a small JSON file beside the memo table; headers rendered afterwards use
+it, and say so in a comment.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from morello.cost import RATES, Rates
 from morello.db import cache_dir
 from morello.kernels import DOT_PREFETCH_BYTES
 from morello.memo import Memo
 from morello.spec import SpecError
+from morello.target import AVX2_LIMITS, MemoryLimits
 
 PREFETCH_CANDIDATES = (0, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 PROBE = ("1x2048x16384", "bf16,bf16,f32", "row,col,row")  # the seed: one token of decode
+# A new measurement within this of the saved one keeps the saved value: noise alone must
+# not move the model, which would start a new, empty memo table.
+KEEP_WITHIN = 0.10
 
 
 class HostError(SpecError):
@@ -35,6 +52,13 @@ class HostError(SpecError):
 class HostProfile:
     prefetch_bytes: int  # how far ahead the dot kernel prefetches B
     source: str  # where the numbers come from: a calibration, or the built-in default
+    rates: Rates = RATES
+    l2_budget: int = AVX2_LIMITS.l2  # bytes of L2 a program may plan for
+
+    @property
+    def limits(self) -> MemoryLimits:
+        """What a synthesized program may allocate on this host."""
+        return replace(AVX2_LIMITS, l2=self.l2_budget).quantized()
 
 
 DEFAULT = HostProfile(DOT_PREFETCH_BYTES, "built-in default; run `morello calibrate`")
@@ -48,7 +72,8 @@ def profile_path() -> Path:
 
 
 def load(path: Path | None = None) -> HostProfile:
-    """The saved profile, or DEFAULT if this host was never calibrated."""
+    """The saved profile, or DEFAULT if this host was never calibrated. A profile written
+    before the rates were measured keeps the default rates."""
     path = path or profile_path()
     try:
         data = json.loads(path.read_text())
@@ -56,13 +81,38 @@ def load(path: Path | None = None) -> HostProfile:
         return DEFAULT
     except (OSError, ValueError) as exc:
         raise HostError(f"{path}: not a host profile ({exc}); rerun `morello calibrate`") from exc
-    distance = data.get("prefetch_bytes") if isinstance(data, dict) else None
-    if not isinstance(distance, int) or isinstance(distance, bool) or distance < 0:
+    if not isinstance(data, dict):
+        raise HostError(f"{path}: not a host profile (not an object); rerun `morello calibrate`")
+    distance = _count(path, data, "prefetch_bytes", minimum=0)
+    l2 = _count(path, data, "l2_budget", minimum=1) if "l2_budget" in data else DEFAULT.l2_budget
+    rates = _rates(path, data.get("rates", {}))
+    return HostProfile(distance, str(data.get("source", path)), rates, l2)
+
+
+def _count(path: Path, data: dict, key: str, minimum: int) -> int:
+    value = data.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise HostError(
-            f"{path}: 'prefetch_bytes' must be a byte count >= 0, not {distance!r}; "
+            f"{path}: {key!r} must be a byte count >= {minimum}, not {value!r}; "
             "rerun `morello calibrate`"
         )
-    return HostProfile(distance, str(data.get("source", path)))
+    return value
+
+
+def _rates(path: Path, data: object) -> Rates:
+    if not isinstance(data, dict):
+        raise HostError(f"{path}: 'rates' must be an object; rerun `morello calibrate`")
+    known = {f.name for f in fields(Rates)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise HostError(f"{path}: unknown rates {unknown}; rerun `morello calibrate`")
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise HostError(
+                f"{path}: rate {name!r} must be a positive number, not {value!r}; "
+                "rerun `morello calibrate`"
+            )
+    return replace(RATES, **{name: float(value) for name, value in data.items()})
 
 
 def save(profile: HostProfile, path: Path | None = None) -> Path:
@@ -81,6 +131,76 @@ def save(profile: HostProfile, path: Path | None = None) -> Path:
     return path
 
 
+# --- The rates: probes of the core, each against the clock.
+
+
+@dataclass(frozen=True, slots=True)
+class RateMeasurement:
+    name: str  # a field of Rates
+    measured: float  # per cycle, or cycles a line
+    used: float  # what the profile keeps: on a coarse grid, or the saved value if close
+
+
+def measure_rates(
+    previous: Rates = RATES, *, log: Callable[[str], None] = lambda line: None
+) -> tuple[Rates, list[RateMeasurement], float]:
+    """Times the probes of ``morello.bench`` round by round (1 thread) and derives the
+    rates; returns them, each rate's measurement, and the clock in Hz."""
+    from morello.bench import (
+        BANDWIDTH_BYTES,
+        CACHE_LINE_BYTES,
+        NativeBench,
+        Probe,
+        build_library,
+        measure,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="morello-calibrate-") as tmp:
+        log("compiling the probes")
+        native = NativeBench(build_library([], Path(tmp)))
+        log(f"timing the core's ports, and reads of {BANDWIDTH_BYTES >> 20} MiB and 4 MiB")
+        runs = [lambda reps, p=p: native.probe(p, reps) for p in Probe]
+        runs.append(lambda reps: native.read(1, reps))
+        timings = measure(runs, rounds=5, min_time_s=0.1)
+    per_second = [p.per_unit / t.median for p, t in zip(Probe, timings, strict=False)]
+    hz = per_second[Probe.CLOCK.value]
+    per_cycle = {p: rate / hz for p, rate in zip(Probe, per_second, strict=True)}
+    dram_bytes_per_cycle = BANDWIDTH_BYTES / timings[-1].median / hz
+    measured = {
+        "fma_per_cycle": per_cycle[Probe.FMA],
+        "loads_per_cycle": per_cycle[Probe.LOADS],
+        "vector_ops_per_cycle": per_cycle[Probe.VECTOR_MIX],
+        "dram_line_cycles": CACHE_LINE_BYTES / dram_bytes_per_cycle,
+        "l3_line_cycles": CACHE_LINE_BYTES / per_cycle[Probe.CACHED_READ],
+    }
+    found = [
+        RateMeasurement(name, value, _settle(value, getattr(previous, name)))
+        for name, value in measured.items()
+    ]
+    return Rates(**{m.name: m.used for m in found}), found, hz
+
+
+def _settle(measured: float, previous: float) -> float:
+    """The saved value if the measurement is within KEEP_WITHIN of it, else the nearest
+    point of a grid four to an octave (1, 1.25, 1.5, 1.75 times a power of two)."""
+    if abs(measured - previous) <= KEEP_WITHIN * previous:
+        return previous
+    octave = 2.0 ** math.floor(math.log2(measured))
+    return min((octave * q / 4 for q in range(4, 9)), key=lambda g: abs(g - measured))
+
+
+def l2_budget(cpu: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+    """Half the core's L2, as the kernel reports it (the default if it does not): the
+    other half is for what the model does not see (stacks, streams, the neighbour)."""
+    from morello.bench import cache_bytes
+
+    size = cache_bytes(2, cpu)
+    return size // 2 if size else DEFAULT.l2_budget
+
+
+# --- The prefetch distance: the seed kernel at each candidate, timed.
+
+
 @dataclass(frozen=True, slots=True)
 class Trial:
     prefetch_bytes: int
@@ -88,14 +208,14 @@ class Trial:
     gb_per_s: float  # the weights read per second
 
 
-def calibrate(
+def calibrate_prefetch(
     memo: Memo,
     candidates: Sequence[int] = PREFETCH_CANDIDATES,
     *,
     log: Callable[[str], None] = lambda line: None,
-) -> tuple[HostProfile, list[Trial]]:
+) -> list[Trial]:
     """Times the seed kernel at each prefetch distance (1 thread, cold weights, every
-    candidate checked against the exact product); the fastest median wins."""
+    candidate checked against the exact product); the fastest median is the first."""
     from morello.api import matmul_problem, synthesize_spec
     from morello.rerank import Candidate, measure
 
@@ -111,6 +231,34 @@ def calibrate(
     found = [
         Trial(t.candidate.prefetch_bytes or 0, t.seconds, weights / t.seconds / 1e9) for t in trials
     ]
-    best = min(found, key=lambda t: t.seconds)
-    source = f"morello calibrate: seed kernel at {best.gb_per_s:.1f} GB/s, 1 thread"
-    return HostProfile(best.prefetch_bytes, source), found
+    return sorted(found, key=lambda t: t.seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    profile: HostProfile
+    rates: list[RateMeasurement]
+    clock_hz: float
+    trials: list[Trial]
+
+
+def calibrate(
+    open_memo: Callable[[Rates], Memo],
+    previous: HostProfile = DEFAULT,
+    *,
+    log: Callable[[str], None] = lambda line: None,
+) -> Calibration:
+    """Measures the rates, then the prefetch distance with the seed kernel found under
+    them (in the memo table ``open_memo`` gives for them)."""
+    rates, measured, hz = measure_rates(previous.rates, log=log)
+    memo = open_memo(rates)
+    try:
+        trials = calibrate_prefetch(memo, log=log)
+    finally:
+        memo.close()
+    best = trials[0]
+    source = (
+        f"morello calibrate: {hz / 1e9:.2f} GHz, seed kernel at {best.gb_per_s:.1f} GB/s, 1 thread"
+    )
+    profile = HostProfile(best.prefetch_bytes, source, rates, l2_budget())
+    return Calibration(profile, measured, hz, trials)

@@ -24,6 +24,7 @@ import tomllib
 from morello.api import matmul_problem
 from morello.codegen import check_name
 from morello.spec import Spec, SpecError
+from morello.target import AVX2_LIMITS, MemoryLimits
 
 FIELDS = ("name", "op", "shape", "dtypes", "layouts", "threads", "accumulate", "bias")
 OPS = ("matmul",)
@@ -39,7 +40,7 @@ class KernelRequest:
     accumulate: bool = False
     bias: bool = False
 
-    def spec(self) -> Spec:
+    def spec(self, limits: MemoryLimits = AVX2_LIMITS) -> Spec:
         """With a bias, the program accumulates onto C after the bias is written there."""
         return matmul_problem(
             "x".join(map(str, self.shape)),
@@ -47,6 +48,7 @@ class KernelRequest:
             ",".join(self.layouts),
             threads=self.threads,
             accumulate=self.accumulate or self.bias,
+            limits=limits,
         )
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from morello.cost import RATES, Rates
 from morello.rewrites import Action
 from morello.spec import Spec
 
@@ -20,6 +21,8 @@ class Solution:
 
 
 class Memo(Protocol):
+    rates: Rates  # the host rates its costs were computed with: a table is of one model
+
     def get(self, spec: Spec, threads: int) -> Solution | None: ...
 
     def put(self, spec: Spec, threads: int, solution: Solution) -> None: ...
@@ -35,7 +38,8 @@ class Memo(Protocol):
 class InMemoryMemo:
     """A dict. Serial Specs do not depend on the thread count, so they share entries."""
 
-    def __init__(self) -> None:
+    def __init__(self, rates: Rates = RATES) -> None:
+        self.rates = rates
         self._table: dict[tuple[Spec, int], Solution] = {}
 
     @staticmethod

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from morello.api import matmul_problem
+from morello.cost import RATES, Rates
 from morello.db import MemoDB
 from morello.rewrites import canonical
 from morello.search import Search
@@ -62,10 +63,10 @@ def problems(
     return found
 
 
-def solve_batch(db_path: str, batch: Sequence[Problem]) -> int:
+def solve_batch(db_path: str, rates: Rates, batch: Sequence[Problem]) -> int:
     """Solve ``batch`` into the file and commit; the number of problems that needed it.
     Runs in a worker: module-level and picklable for any executor."""
-    memo = _worker_memo(db_path)
+    memo = _worker_memo(db_path, rates)
     memo.refresh()
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     solved = 0
@@ -83,16 +84,16 @@ def solve_batch(db_path: str, batch: Sequence[Problem]) -> int:
 _WORKER_MEMOS: dict[str, MemoDB] = {}
 
 
-def _worker_memo(db_path: str) -> MemoDB:
+def _worker_memo(db_path: str, rates: Rates) -> MemoDB:
     # One connection per worker process, kept across batches with what it has read.
     if db_path not in _WORKER_MEMOS:
-        _WORKER_MEMOS[db_path] = MemoDB(db_path)
+        _WORKER_MEMOS[db_path] = MemoDB(db_path, rates)
     return _WORKER_MEMOS[db_path]
 
 
-def pending(db_path: Path, todo: Sequence[Problem]) -> list[Problem]:
+def pending(db_path: Path, todo: Sequence[Problem], rates: Rates = RATES) -> list[Problem]:
     """The problems not yet in the file."""
-    memo = MemoDB(db_path)
+    memo = MemoDB(db_path, rates)
     try:
         return [p for p in todo if not memo.contains(canonical(p.spec()), p.threads)]
     finally:
@@ -119,6 +120,7 @@ def run(
     executor: Executor | None = None,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    rates: Rates = RATES,
 ) -> int:
     """Solve ``todo`` into the file at ``db_path``; returns how many needed solving.
     ``progress`` is called with the number of problems each finished batch covered."""
@@ -130,7 +132,7 @@ def run(
     solved = 0
     try:
         for stage in stages(todo, workers):
-            futures = {executor.submit(solve_batch, str(db_path), b): len(b) for b in stage}
+            futures = {executor.submit(solve_batch, str(db_path), rates, b): len(b) for b in stage}
             for future in as_completed(futures):
                 solved += future.result()
                 if progress is not None:

@@ -8,8 +8,9 @@ optimum, checked against an exact product, and timed round by round as the bench
 systems. They are picked by predicted cost, but each new shape of program first: the
 cheapest neighbours often only resize a loop or swap two nested ones, which the model
 prices alike and which measure alike, while a neighbour that drops a split or hoists a copy
-can be the one the model underrates (batched decode 4x2048x2048 bf16: dropping the K
-split the model chose, 1% dearer by the model, measured 1.6x faster, ninth by cost). The
+can be the one the model underrates (batched decode 4x2048x2048 bf16, before the model
+priced the streams a K split adds under a block resident from DRAM: dropping the split,
+1% dearer by the model, measured 1.6x faster, ninth by cost). The
 fastest median wins; the memo table keeps the model's optimum, since the measurement
 belongs to this machine at this moment.
 """
@@ -26,7 +27,7 @@ import numpy as np
 
 from morello.bench import BenchKernel, NativeBench, aligned_empty, build_library
 from morello.bench import measure as interleaved
-from morello.cost import action_cost
+from morello.cost import Rates, action_cost
 from morello.layout import COL
 from morello.memo import Memo
 from morello.peers import Inputs, Problem, error_bound, max_error
@@ -70,7 +71,7 @@ def neighbours(spec: Spec, threads: int, memo: Memo, count: int) -> list[Candida
         alternatives.sort(key=lambda alt: alt[0])
         for cost, action, children in alternatives[:PER_NODE]:
             subtree = Program(node.spec, action, tuple(search.program(c) for c in children), cost)
-            program = _splice(optimum, path, subtree, threads)
+            program = _splice(optimum, path, subtree, threads, memo.rates)
             change = f"{node.action} → {action}" + (f" (×{runs:,})" if runs > 1 else "")
             found.setdefault(program, Candidate(program, change))
     ranked = sorted(found.values(), key=lambda c: (c.change != "", c.program.cost))
@@ -104,15 +105,18 @@ def _weighty_nodes(node: Program, total: float, path: tuple[int, ...] = (), runs
         yield from _weighty_nodes(child, total, (*path, index), times)
 
 
-def _splice(root: Program, path: tuple[int, ...], subtree: Program, threads: int) -> Program:
+def _splice(
+    root: Program, path: tuple[int, ...], subtree: Program, threads: int, rates: Rates
+) -> Program:
     """``root`` with the node at ``path`` replaced, its ancestors' costs recomputed."""
     if not path:
         return subtree
     index, rest = path[0], path[1:]
     children = list(root.children)
-    children[index] = _splice(children[index], rest, subtree, threads)
+    children[index] = _splice(children[index], rest, subtree, threads, rates)
     specs = tuple(c.spec for c in children)
-    cost = action_cost(root.spec, root.action, specs, [c.cost for c in children], threads)
+    costs = [c.cost for c in children]
+    cost = action_cost(root.spec, root.action, specs, costs, threads, rates)
     return Program(root.spec, root.action, tuple(children), cost)
 
 

@@ -68,7 +68,8 @@ class Search:
                     break
                 costs.append(sol.cost)
             else:
-                yield action_cost(spec, action, children, costs, self.threads), action, children
+                cost = action_cost(spec, action, children, costs, self.threads, self.memo.rates)
+                yield cost, action, children
 
     def program(self, spec: Spec) -> Program:
         """The optimal program for ``spec``: the memoized actions, re-expanded."""

@@ -184,8 +184,10 @@ def matmul_spec(
     *,
     accumulate: bool = False,
     threads: int = 1,
+    limits: MemoryLimits = AVX2_LIMITS,
 ) -> Spec:
-    """The Spec of the public contract: operands dense in the caller's memory."""
+    """The Spec of the public contract: operands dense in the caller's memory, with what
+    a program may allocate on the host (``morello.host``)."""
     for name, size in (("M", m), ("K", k), ("N", n)):
         if size <= 0:
             raise SpecError(f"dimension {name} must be positive, got {size}")
@@ -202,4 +204,4 @@ def matmul_spec(
     pairs = zip(shapes, dtypes, layouts, strict=True)
     operands = _caller_levels(tuple(TensorSpec(s, d, lay, Level.GL) for s, d, lay in pairs))
     op = Op.MATMUL_ACCUM if accumulate else Op.MATMUL
-    return Spec(op, operands, AVX2_LIMITS, serial=threads == 1)
+    return Spec(op, operands, limits, serial=threads == 1)

@@ -141,6 +141,12 @@ def test_cold_data_are_sized_by_the_l3_the_kernel_reports(tmp_path):
         (tmp_path / f"index{index}" / "level").write_text(level + "\n")
         (tmp_path / f"index{index}" / "size").write_text(size + "\n")
     assert bench.l3_bytes(tmp_path) == 480 << 20
+    assert bench.cache_bytes(2, tmp_path) == 2 << 20
+    (tmp_path / "index0" / "type").write_text("Instruction\n")  # L1i first, then L1d
+    (tmp_path / "index3").mkdir()
+    for name, text in (("level", "1"), ("size", "32K"), ("type", "Data")):
+        (tmp_path / "index3" / name).write_text(text + "\n")
+    assert bench.cache_bytes(1, tmp_path) == 32 << 10
     assert bench.l3_bytes(tmp_path / "missing") == 0
     assert bench.BANDWIDTH_BYTES >= 512 << 20 and peers.ROTATION_BYTES >= 128 << 20
     assert min(4 * bench.l3_bytes(), 2 << 30) <= bench.BANDWIDTH_BYTES

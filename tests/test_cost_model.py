@@ -10,9 +10,8 @@ import pytest
 from morello.cost import (
     COPY_CYCLES_PER_ELEMENT,
     COPY_CYCLES_PER_VECTOR,
-    FMA_PER_CYCLE,
-    LINE_CYCLES,
     LOOP_ITERATION_CYCLES,
+    RATES,
     STREAM_START_CYCLES,
     action_cost,
     kernel_cost,
@@ -70,7 +69,7 @@ def test_a_fetch_from_dram_is_charged_in_full() -> None:
     spec = _at(matmul_spec(6, 64, 16, (F32, F32, F32)), Level.GL)
     cost, fetched = _promote_cost(spec, 1_000.0)
     assert fetched > 0 and cost == fetched + 1_000.0
-    assert LINE_CYCLES[Level.GL] > LINE_CYCLES[Level.L3] > 0
+    assert RATES.line_cycles(Level.GL) > RATES.line_cycles(Level.L3) > 0
     assert STREAM_START_CYCLES[Level.GL] > STREAM_START_CYCLES[Level.L3]
 
 
@@ -148,4 +147,4 @@ def test_rows_sharing_each_block_of_b_cost_less_than_a_dot_per_row() -> None:
     rows = kernel_cost(Kernel(KernelKind.DOT_ROWS, DotMode.EVEN_ODD), spec)
     each = kernel_cost(Kernel(KernelKind.DOT, DotMode.EVEN_ODD, 4), spec)
     assert rows < each  # B is loaded and split once per block for all four rows
-    assert rows >= 2048 / 16 * 2 * 4 / FMA_PER_CYCLE  # never faster than the FMA pipes
+    assert rows >= 2048 / 16 * 2 * 4 / RATES.fma_per_cycle  # never faster than the FMA pipes

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from morello.api import matmul_problem, synthesize_spec
-from morello.db import MemoDB, MemoDBError, without_comments
+from morello.cost import RATES
+from morello.db import MemoDB, MemoDBError, db_file_name, without_comments
 from morello.memo import InMemoryMemo
 from morello.rewrites import canonical
 from morello.search import synthesize
@@ -200,6 +202,21 @@ def test_a_file_of_another_format_target_or_model_is_refused(tmp_path: Path) -> 
         conn.commit()
         conn.close()
     MemoDB(path).close()  # restored: accepted again
+
+
+def test_a_host_with_other_rates_has_a_table_of_its_own(tmp_path: Path) -> None:
+    calibrated = replace(RATES, loads_per_cycle=3.0)
+    assert db_file_name(calibrated) != db_file_name(RATES)
+    path = tmp_path / "memo.sqlite3"
+    with MemoDB(path) as db:
+        synthesize(canonical(matmul_problem("4x4x4", "f32,f32,f32")), memo=db)
+    with pytest.raises(MemoDBError, match="another cost model"):
+        MemoDB(path, calibrated)
+    with MemoDB(tmp_path / "calibrated.sqlite3", calibrated) as db:
+        program, _ = synthesize(canonical(matmul_problem("64x64x64", "f32,f32,f32")), memo=db)
+    with MemoDB(tmp_path / "calibrated.sqlite3", calibrated) as db:
+        again, stats = synthesize(canonical(matmul_problem("64x64x64", "f32,f32,f32")), memo=db)
+    assert again == program and stats.specs_solved == 0  # its costs, derived from its rates
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ import pytest
 from morello import codegen, host
 from morello.api import matmul_problem, synthesize_spec
 from morello.cli import main
+from morello.cost import RATES, Rates
 from morello.memo import InMemoryMemo
+from morello.target import AVX2_LIMITS
 
 SEED = ("1x2048x16384", "bf16,bf16,f32", "row,col,row")
 
@@ -28,9 +31,32 @@ def test_a_saved_profile_is_read_back(tmp_path: Path) -> None:
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".host-")]
 
 
-@pytest.mark.parametrize(
-    "text", ["{", "[]", '{"prefetch_bytes": -1}', '{"prefetch_bytes": "8k"}', "{}"]
-)
+def test_a_profile_with_measured_rates_is_read_back(tmp_path: Path) -> None:
+    rates = replace(RATES, loads_per_cycle=3.0, dram_line_cycles=16.0)
+    profile = host.HostProfile(2048, "a test", rates, 1 << 20)
+    assert host.load(host.save(profile, tmp_path / "host.json")) == profile
+    assert profile.limits.l2 == 1 << 20 and profile.limits.l1 == AVX2_LIMITS.l1
+    # A profile from before the rates were measured keeps the default model.
+    old = tmp_path / "old.json"
+    old.write_text('{"prefetch_bytes": 1024, "source": "old"}')
+    assert host.load(old) == host.HostProfile(1024, "old")
+
+
+BAD_PROFILES = [
+    "{",
+    "[]",
+    '{"prefetch_bytes": -1}',
+    '{"prefetch_bytes": "8k"}',
+    "{}",
+    '{"prefetch_bytes": 0, "rates": []}',
+    '{"prefetch_bytes": 0, "rates": {"loads_per_cycle": 0}}',
+    '{"prefetch_bytes": 0, "rates": {"loads_per_cycle": true}}',
+    '{"prefetch_bytes": 0, "rates": {"ports": 3}}',
+    '{"prefetch_bytes": 0, "l2_budget": 0}',
+]
+
+
+@pytest.mark.parametrize("text", BAD_PROFILES)
 def test_a_bad_profile_is_an_error_naming_the_file(tmp_path: Path, text: str) -> None:
     path = tmp_path / "host.json"
     path.write_text(text)
@@ -63,13 +89,33 @@ def test_synth_with_a_corrupt_profile_fails_clearly(
     assert f"{path}: not a host profile" in capsys.readouterr().err
 
 
-def test_calibrate_times_each_candidate_and_saves_the_fastest(
+def test_a_measured_rate_settles_on_a_coarse_grid_or_keeps_the_saved_value() -> None:
+    assert host._settle(2.61, 3.0) == 2.5  # more than 10% off: the nearest grid point
+    assert host._settle(15.26, 10.0) == 16.0
+    assert host._settle(7.81, 3.0) == 8.0
+    assert host._settle(2.95, 3.0) == 3.0
+    assert host._settle(14.6, 16.0) == 16.0  # within 10% of the saved value: kept
+    assert host._settle(14.2, 16.0) == 14.0
+    assert host._settle(1.99, 2.0) == 2.0
+
+
+def test_calibrate_measures_the_rates_and_saves_the_fastest_prefetch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "host.json"
     assert main(["calibrate", "--no-db", "--profile", str(path)]) == 0
     out = capsys.readouterr().out
-    chosen = json.loads(path.read_text())["prefetch_bytes"]
+    saved = json.loads(path.read_text())
+    grid = {q / 4 * 2.0**e for q in range(4, 9) for e in range(-3, 8)}
+    assert set(saved["rates"]) == {f.name for f in fields(Rates)}
+    for name, value in saved["rates"].items():
+        assert value in grid, name
+        assert re.search(rf"{name}\s+\d+\.\d\d\s+{value:g}\s", out), name
+    # An AVX2 core: at least one 256-bit FMA and one load a cycle, DRAM slower than L3.
+    assert saved["rates"]["fma_per_cycle"] >= 1 and saved["rates"]["loads_per_cycle"] >= 1
+    assert saved["rates"]["dram_line_cycles"] > saved["rates"]["l3_line_cycles"]
+    assert saved["l2_budget"] > 0 and re.search(r"clock \d+\.\d\d GHz", out)
+    chosen = saved["prefetch_bytes"]
     assert chosen in host.PREFETCH_CANDIDATES
     rows = [line for line in out.splitlines() if line.strip().endswith(("GB/s", "fastest"))]
     assert len(rows) == len(host.PREFETCH_CANDIDATES)
