@@ -44,15 +44,19 @@ def header_names(requests: Sequence[KernelRequest], umbrella: str = UMBRELLA) ->
 
 
 def generator_inputs(kernels: Path) -> list[Path]:
-    """What the headers depend on: the list, and the installed morello (its modules, which
-    hold its version and model, and its templates)."""
+    """What the headers depend on: the list, the installed morello (its modules, which
+    hold its version and model, and its templates), and the host profile if there is one
+    (its rates and prefetch distance)."""
+    from morello import host
     from morello.codegen import TEMPLATES
 
     package = Path(__file__).resolve().parent
+    profile = host.profile_path()
     return [
         kernels.resolve(),
         *sorted(package.glob("*.py")),
         *sorted(Path(TEMPLATES).resolve().glob("*.j2")),
+        *([profile.resolve()] if profile.exists() else []),
     ]
 
 

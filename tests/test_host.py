@@ -78,6 +78,23 @@ def test_headers_prefetch_as_far_as_the_profile_says(
     assert "prefetch B 12288 bytes ahead;" in tuned
 
 
+def test_synth_searches_under_the_profiles_rates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["synth", "matmul", "48x64x64", "--dtypes", "f32,f32,f32", "--no-db", "-o"]
+
+    def predicted() -> float:
+        assert main([*argv, str(tmp_path / "k.hpp")]) == 0
+        found = re.search(r"predicted cost ([\d,]+)", capsys.readouterr().out)
+        assert found is not None
+        return float(found.group(1).replace(",", ""))
+
+    default = predicted()
+    half_the_fmas = host.HostProfile(1024, "a test", replace(RATES, fma_per_cycle=1.0))
+    monkeypatch.setenv("MORELLO_HOST", str(host.save(half_the_fmas, tmp_path / "host.json")))
+    assert predicted() > 1.5 * default  # an FMA-bound kernel, priced at half the FMA rate
+
+
 def test_synth_with_a_corrupt_profile_fails_clearly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

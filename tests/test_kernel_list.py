@@ -107,6 +107,16 @@ def test_generate_is_deterministic_and_rewrites_only_what_changed(tmp_path: Path
     assert "static constexpr bool bias = true;" in header
 
 
+def test_the_headers_depend_on_the_host_profile_once_there_is_one(tmp_path: Path) -> None:
+    from morello import host
+    from morello.generate import generator_inputs
+
+    lst = tmp_path / "kernels.toml"
+    assert host.profile_path().resolve() not in generator_inputs(lst)  # never calibrated
+    host.save(host.HostProfile(2048, "a test"))
+    assert host.profile_path().resolve() in generator_inputs(lst)
+
+
 def test_generate_command(tmp_path: Path) -> None:
     lst = tmp_path / "kernels.toml"
     lst.write_text(GOOD)
