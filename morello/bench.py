@@ -180,6 +180,7 @@ class NativeBench:
             "morello_bench_fma": ([i, long, i], d),
             "morello_bench_fma_lanes": ([], i),
             "morello_bench_probe": ([i, long], d),
+            "morello_bench_runs": ([long, long], d),
             "morello_bench_kernel": ([i, p, p, p, long, long], d),
             "morello_bench_sgemm": ([p, i, long, long, long, p, p, p, long, long], d),
             "morello_bench_sgemv": ([p, long, long, p, p, p, long, long], d),
@@ -205,6 +206,11 @@ class NativeBench:
     def probe(self, probe: Probe, units: int) -> float:
         """Runs ``units`` units of one of the core's throughput probes on one thread."""
         return self._lib.morello_bench_probe(probe.value, units)
+
+    def runs(self, run_bytes: int, passes: int) -> float:
+        """Streams BANDWIDTH_BYTES `passes` times on one thread, in runs of ``run_bytes``
+        read every other one first, then the ones between."""
+        return self._lib.morello_bench_runs(run_bytes, passes)
 
     def kernel(
         self, index: int, a: Sequence[np.ndarray], b: Sequence[np.ndarray], c: np.ndarray

@@ -399,7 +399,8 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
     for m in found.rates:
         default = getattr(RATES, m.name)
         print(f"{m.name:>22}  {m.measured:>9.2f}  {m.used:>6g}  {default:>7g}")
-    print(f"{'l2_budget':>22}  {profile.l2_budget >> 10:>7} KiB (half the L2 the kernel reports)")
+    l2 = f"{profile.l2_budget >> 10:>7} KiB"
+    print(f"{'l2_budget':>22}  {l2} (half the L2 the kernel reports, up to the default)")
     print(f"\n{'prefetch ahead':>14}  {'median':>9}  {'weights read':>12}")
     for t in sorted(found.trials, key=lambda t: t.prefetch_bytes):
         mark = "  <- fastest" if t.prefetch_bytes == profile.prefetch_bytes else ""

@@ -49,13 +49,26 @@ class Rates:
     # to one core, ~7 bytes a cycle: ~9 cycles a line; L3 about 20 bytes a cycle.
     dram_line_cycles: float = 10.0
     l3_line_cycles: float = 3.0
+    # Each separate run of lines read from DRAM restarts the hardware prefetcher, which then
+    # waits most of a DRAM latency (~100 ns) before it streams: reading a matrix in strided
+    # pieces is measurably slower than reading it front to back.
+    dram_stream_start_cycles: float = 200.0
 
     def __str__(self) -> str:
         return (
             f"{self.fma_per_cycle:g} FMA, {self.loads_per_cycle:g} loads, "
             f"{self.vector_ops_per_cycle:g} vector ops a cycle; a line in "
-            f"{self.dram_line_cycles:g} cycles from DRAM, {self.l3_line_cycles:g} from L3"
+            f"{self.dram_line_cycles:g} cycles from DRAM, {self.l3_line_cycles:g} from L3; "
+            f"{self.dram_stream_start_cycles:g} to start a stream from DRAM"
         )
+
+    def stream_start_cycles(self, level: Level) -> float:
+        match level:
+            case Level.GL:
+                return self.dram_stream_start_cycles
+            case Level.L3:
+                return L3_STREAM_START_CYCLES
+        return 0.0
 
     def line_cycles(self, level: Level) -> float:
         match level:
@@ -74,10 +87,7 @@ FMA_LATENCY = 4  # cycles before an accumulator can be used again
 HSUM_CYCLES = 8  # reduce one 8-lane accumulator pair to a scalar and add it to C
 SCALAR_FMA_CYCLES = FMA_LATENCY  # a scalar multiply-add chain runs at latency
 
-# Each separate run of lines read from DRAM restarts the hardware prefetcher, which then
-# waits most of a DRAM latency (~100 ns) before it streams: reading a matrix in strided
-# pieces is measurably slower than reading it front to back. From L3, ~50 cycles.
-STREAM_START_CYCLES = {Level.GL: 200.0, Level.L3: 40.0}
+L3_STREAM_START_CYCLES = 40.0  # as from DRAM (Rates), ~50 cycles of L3 latency
 COPY_CYCLES_PER_VECTOR = 1.0  # a load and a store per 32 bytes when the copy vectorizes
 COPY_CYCLES_PER_ELEMENT = 1.0  # a copy that changes layout goes element by element
 EVEN_ODD_WIDEN_CYCLES = 4.0  # per 16 bf16: one load, a shift, a mask, two stores
@@ -88,7 +98,7 @@ PARALLEL_TASK_CYCLES = 100.0  # handing one task to a thread
 
 
 def line_cost(t: TensorSpec, rates: Rates = RATES) -> float:
-    return t.lines() * rates.line_cycles(t.level) + runs(t) * STREAM_START_CYCLES.get(t.level, 0.0)
+    return t.lines() * rates.line_cycles(t.level) + runs(t) * rates.stream_start_cycles(t.level)
 
 
 def kernel_cost(kernel: Kernel, spec: Spec, rates: Rates = RATES) -> float:
@@ -246,7 +256,7 @@ def action_cost(
                 for whole, piece in zip(spec.operands, children[0].operands, strict=True)
             )
             loop = loop_cost(extent // size, costs[0], remainder, threads if parallel else 1)
-            return loop + streams * STREAM_START_CYCLES[Level.GL]
+            return loop + streams * rates.dram_stream_start_cycles
         case Promote():
             (child,) = children
             moved = [t for t, u in zip(spec.operands, child.operands, strict=True) if t != u]

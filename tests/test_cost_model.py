@@ -12,7 +12,6 @@ from morello.cost import (
     COPY_CYCLES_PER_VECTOR,
     LOOP_ITERATION_CYCLES,
     RATES,
-    STREAM_START_CYCLES,
     action_cost,
     kernel_cost,
     line_cost,
@@ -70,7 +69,7 @@ def test_a_fetch_from_dram_is_charged_in_full() -> None:
     cost, fetched = _promote_cost(spec, 1_000.0)
     assert fetched > 0 and cost == fetched + 1_000.0
     assert RATES.line_cycles(Level.GL) > RATES.line_cycles(Level.L3) > 0
-    assert STREAM_START_CYCLES[Level.GL] > STREAM_START_CYCLES[Level.L3]
+    assert RATES.stream_start_cycles(Level.GL) > RATES.stream_start_cycles(Level.L3) > 0
 
 
 def _split_cost(spec: Spec, tile: Tile) -> float:
@@ -91,7 +90,7 @@ def test_cutting_a_block_of_dram_across_its_runs_pays_a_stream_per_piece() -> No
     assert "L2<-GL" in str(block)
     # Halving K reads half a column at a time: 2 x 32 streams where there was one.
     halves = _split_cost(resident, Tile(Dim.K, 1024))
-    assert halves == 1 * LOOP_ITERATION_CYCLES * 2 + 63 * STREAM_START_CYCLES[Level.GL]
+    assert halves == 1 * LOOP_ITERATION_CYCLES * 2 + 63 * RATES.dram_stream_start_cycles
     # Column tiles follow each other in memory: the one stream goes on.
     assert _split_cost(resident, Tile(Dim.N, 2)) == 16 * LOOP_ITERATION_CYCLES
     # A tile already in a cache costs no streams however it is cut.

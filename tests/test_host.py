@@ -116,6 +116,19 @@ def test_a_measured_rate_settles_on_a_coarse_grid_or_keeps_the_saved_value() -> 
     assert host._settle(1.99, 2.0) == 2.0
 
 
+@pytest.mark.parametrize(
+    ("l2", "budget"), [("2048K", 512 << 10), ("1024K", 512 << 10), ("256K", 128 << 10), (None, 0)]
+)
+def test_the_l2_budget_is_half_the_l2_up_to_the_default(
+    tmp_path: Path, l2: str | None, budget: int
+) -> None:
+    if l2 is not None:
+        (tmp_path / "index2").mkdir()
+        (tmp_path / "index2" / "level").write_text("2\n")
+        (tmp_path / "index2" / "size").write_text(l2 + "\n")
+    assert host.l2_budget(tmp_path) == (budget or host.DEFAULT.l2_budget)
+
+
 def test_calibrate_measures_the_rates_and_saves_the_fastest_prefetch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -123,7 +136,7 @@ def test_calibrate_measures_the_rates_and_saves_the_fastest_prefetch(
     assert main(["calibrate", "--no-db", "--profile", str(path)]) == 0
     out = capsys.readouterr().out
     saved = json.loads(path.read_text())
-    grid = {q / 4 * 2.0**e for q in range(4, 9) for e in range(-3, 8)}
+    grid = {q / 4 * 2.0**e for q in range(4, 9) for e in range(-3, 14)}
     assert set(saved["rates"]) == {f.name for f in fields(Rates)}
     for name, value in saved["rates"].items():
         assert value in grid, name
