@@ -139,7 +139,7 @@ def test_calibrate_measures_the_rates_and_saves_the_fastest_prefetch(
     grid = {q / 4 * 2.0**e for q in range(4, 9) for e in range(-3, 14)}
     assert set(saved["rates"]) == {f.name for f in fields(Rates)}
     for name, value in saved["rates"].items():
-        assert value in grid, name
+        assert value in grid or value == getattr(RATES, name), name  # or kept: close to it
         assert re.search(rf"{name}\s+\d+\.\d\d\s+{value:g}\s", out), name
     # An AVX2 core: at least one 256-bit FMA and one load a cycle, DRAM slower than L3.
     assert saved["rates"]["fma_per_cycle"] >= 1 and saved["rates"]["loads_per_cycle"] >= 1
