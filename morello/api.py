@@ -54,20 +54,12 @@ def matmul_problem(
     """The Spec of ``morello synth matmul SHAPE --dtypes ... --layouts ...``."""
     m, k, n = parse_shape(shape)
     try:
-        dts = tuple(Dtype.parse(t) for t in _triple(dtypes, "--dtypes"))
-        lays = tuple(parse_layout(t) for t in _triple(layouts, "--layouts"))
+        da, db, dc = (Dtype.parse(t) for t in _triple(dtypes, "--dtypes"))
+        la, lb, lc = (parse_layout(t) for t in _triple(layouts, "--layouts"))
     except ValueError as e:
         raise SpecError(str(e)) from None
-    return matmul_spec(
-        m,
-        k,
-        n,
-        dts,
-        lays,
-        accumulate=accumulate,
-        threads=threads,
-        limits=limits,  # type: ignore[arg-type]
-    )
+    dts, lays = (da, db, dc), (la, lb, lc)
+    return matmul_spec(m, k, n, dts, lays, accumulate=accumulate, threads=threads, limits=limits)
 
 
 def synthesize_spec(

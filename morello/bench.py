@@ -30,7 +30,10 @@ from morello.dtypes import Dtype
 CXX_FLAGS = ("-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-pthread", "-fPIC", "-shared")
 
 
-def cache_bytes(level: int, cpu: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+CPU_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")  # the kernel's view of core 0's caches
+
+
+def cache_bytes(level: int, cpu: Path = CPU_CACHES) -> int:
     """The size of the host's cache at ``level`` as the kernel reports it (0 if unknown).
     On a shared VM the L3 is often the whole socket's, far more than this guest gets to
     keep, but data larger still are in DRAM whatever the neighbours do."""
@@ -49,7 +52,7 @@ def cache_bytes(level: int, cpu: Path = Path("/sys/devices/system/cpu/cpu0/cache
     return 0
 
 
-def l3_bytes(cpu: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+def l3_bytes(cpu: Path = CPU_CACHES) -> int:
     return cache_bytes(3, cpu)
 
 
@@ -61,7 +64,6 @@ def beyond_l3(at_least: int, most: int = 2 << 30) -> int:
 BANDWIDTH_BYTES = beyond_l3(512 << 20)  # the streaming read probe's buffer
 FMA_FLOPS_PER_LANE = 2 * 12 * (1 << 16)  # per unit: 2 flops x kFmaChains x kFmaIters
 ALIGN = 64
-CACHE_LINE_BYTES = 64
 
 
 class Probe(enum.Enum):
@@ -76,10 +78,10 @@ class Probe(enum.Enum):
     @property
     def per_unit(self) -> int:
         """Cycles, loads, vector operations, FMAs or bytes in one unit."""
-        per_step = {0: 16, 1: 12, 2: 14, 3: 12}
         if self is Probe.CACHED_READ:
             return CACHED_READ_BYTES
-        return PROBE_STEPS * per_step[self.value]
+        per_step = {Probe.CLOCK: 16, Probe.LOADS: 12, Probe.VECTOR_MIX: 14, Probe.FMA: 12}
+        return PROBE_STEPS * per_step[self]
 
 
 PROBE_STEPS = 1 << 16  # steps per unit (kProbeIters, kFmaIters)

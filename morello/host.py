@@ -35,6 +35,7 @@ from pathlib import Path
 from morello.cost import RATES, Rates
 from morello.db import cache_dir
 from morello.kernels import DOT_PREFETCH_BYTES
+from morello.layout import CACHE_LINE
 from morello.memo import Memo
 from morello.spec import SpecError
 from morello.target import AVX2_LIMITS, MemoryLimits
@@ -150,14 +151,7 @@ def measure_rates(
 ) -> tuple[Rates, list[RateMeasurement], float]:
     """Times the probes of ``morello.bench`` round by round (1 thread) and derives the
     rates; returns them, each rate's measurement, and the clock in Hz."""
-    from morello.bench import (
-        BANDWIDTH_BYTES,
-        CACHE_LINE_BYTES,
-        NativeBench,
-        Probe,
-        build_library,
-        measure,
-    )
+    from morello.bench import BANDWIDTH_BYTES, NativeBench, Probe, build_library, measure
 
     with tempfile.TemporaryDirectory(prefix="morello-calibrate-") as tmp:
         log("compiling the probes")
@@ -182,8 +176,8 @@ def measure_rates(
         "fma_per_cycle": per_cycle[Probe.FMA],
         "loads_per_cycle": per_cycle[Probe.LOADS],
         "vector_ops_per_cycle": per_cycle[Probe.VECTOR_MIX],
-        "dram_line_cycles": CACHE_LINE_BYTES / dram_bytes_per_cycle,
-        "l3_line_cycles": CACHE_LINE_BYTES / per_cycle[Probe.CACHED_READ],
+        "dram_line_cycles": CACHE_LINE / dram_bytes_per_cycle,
+        "l3_line_cycles": CACHE_LINE / per_cycle[Probe.CACHED_READ],
         "dram_stream_start_cycles": stream_start,
     }
     found = [
@@ -202,16 +196,16 @@ def _settle(measured: float, previous: float) -> float:
     return min((octave * q / 4 for q in range(4, 9)), key=lambda g: abs(g - measured))
 
 
-def l2_budget(cpu: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+def l2_budget(cpu: Path | None = None) -> int:
     """Half the core's L2 as the kernel reports it, but never more than the default: a
     smaller L2 shrinks what a program may plan to keep there, a larger one does not grow
     it. Measured: on a 2 MiB L2, a budget of 1 MiB let the search keep a whole 1 MiB
     operand resident (A of 512³ f32), and the program it chose ran 7.6% slower than the
     one found within 512 KiB; the streams around a resident tile evict it sooner than its
     size says."""
-    from morello.bench import cache_bytes
+    from morello.bench import CPU_CACHES, cache_bytes
 
-    size = cache_bytes(2, cpu)
+    size = cache_bytes(2, cpu or CPU_CACHES)
     return min(size // 2, DEFAULT.l2_budget) if size else DEFAULT.l2_budget
 
 
