@@ -156,12 +156,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cal = commands.add_parser(
         "calibrate",
-        help="measure how far ahead the dot kernel should prefetch on this machine",
+        help="measure the cost model's rates on this machine, and how far ahead the dot "
+        "kernel should prefetch",
     )
     cal.add_argument(
         "--profile",
         type=Path,
         help=f"host profile to write (default: {host.profile_path()}, or $MORELLO_HOST)",
+    )
+    cal.add_argument(
+        "--fresh",
+        action="store_true",
+        help="forget what earlier calibrations measured (after moving to another machine); "
+        "by default each rate is the fastest any calibration has measured here",
     )
     _db_options(cal)
 
@@ -385,7 +392,7 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
 
     path = getattr(args, "profile", None) or host.profile_path()
     try:
-        previous = host.load(path)
+        previous = host.DEFAULT if getattr(args, "fresh", False) else host.load(path)
     except host.HostError as e:
         log(f"replacing an unreadable profile: {e}")
         previous = host.DEFAULT
@@ -395,12 +402,12 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
         raise SpecError(f"calibrate: {e}") from None
     profile = found.profile
     print(f"clock {found.clock_hz / 1e9:.2f} GHz (a chain of dependent adds)")
-    print(f"{'rate':>22}  {'measured':>9}  {'used':>6}  {'default':>7}")
+    print(f"{'rate':>24}  {'measured':>9}  {'fastest yet':>11}  {'used':>6}  {'default':>7}")
     for m in found.rates:
         default = getattr(RATES, m.name)
-        print(f"{m.name:>22}  {m.measured:>9.2f}  {m.used:>6g}  {default:>7g}")
+        print(f"{m.name:>24}  {m.measured:>9.2f}  {m.fastest:>11.2f}  {m.used:>6g}  {default:>7g}")
     l2 = f"{profile.l2_budget >> 10:>7} KiB"
-    print(f"{'l2_budget':>22}  {l2} (half the L2 the kernel reports, up to the default)")
+    print(f"{'l2_budget':>24}  {l2} (half the L2 the kernel reports, up to the default)")
     print(f"\n{'prefetch ahead':>14}  {'median':>9}  {'weights read':>12}")
     for t in sorted(found.trials, key=lambda t: t.prefetch_bytes):
         mark = "  <- fastest" if t == found.trials[0] else ""

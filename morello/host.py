@@ -59,6 +59,9 @@ class HostProfile:
     source: str  # where the numbers come from: a calibration, or the built-in default
     rates: Rates = RATES
     l2_budget: int = AVX2_LIMITS.l2  # bytes of L2 a program may plan for
+    # The fastest each probe has measured on this host, over every calibration: what the
+    # rates settle from, so that a calibration among busy neighbours cannot make them worse.
+    fastest: Rates | None = None
 
     @property
     def limits(self) -> MemoryLimits:
@@ -91,7 +94,8 @@ def load(path: Path | None = None) -> HostProfile:
     distance = _count(path, data, "prefetch_bytes", minimum=0)
     l2 = _count(path, data, "l2_budget", minimum=1) if "l2_budget" in data else DEFAULT.l2_budget
     rates = _rates(path, data.get("rates", {}))
-    return HostProfile(distance, str(data.get("source", path)), rates, l2)
+    fastest = _rates(path, data["fastest"], "fastest") if data.get("fastest") is not None else None
+    return HostProfile(distance, str(data.get("source", path)), rates, l2, fastest)
 
 
 def _count(path: Path, data: dict, key: str, minimum: int) -> int:
@@ -104,17 +108,17 @@ def _count(path: Path, data: dict, key: str, minimum: int) -> int:
     return value
 
 
-def _rates(path: Path, data: object) -> Rates:
+def _rates(path: Path, data: object, key: str = "rates") -> Rates:
     if not isinstance(data, dict):
-        raise HostError(f"{path}: 'rates' must be an object; rerun `morello calibrate`")
+        raise HostError(f"{path}: {key!r} must be an object; rerun `morello calibrate`")
     known = {f.name for f in fields(Rates)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise HostError(f"{path}: unknown rates {unknown}; rerun `morello calibrate`")
+        raise HostError(f"{path}: unknown rates {unknown} in {key!r}; rerun `morello calibrate`")
     for name, value in data.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise HostError(
-                f"{path}: rate {name!r} must be a positive number, not {value!r}; "
+                f"{path}: rate {name!r} in {key!r} must be a positive number, not {value!r}; "
                 "rerun `morello calibrate`"
             )
     return replace(RATES, **{name: float(value) for name, value in data.items()})
@@ -142,15 +146,14 @@ def save(profile: HostProfile, path: Path | None = None) -> Path:
 @dataclass(frozen=True, slots=True)
 class RateMeasurement:
     name: str  # a field of Rates
-    measured: float  # per cycle, or cycles a line
+    measured: float  # per cycle, or cycles a line: this calibration's
+    fastest: float  # the fastest of this and every earlier calibration's measurements
     used: float  # what the profile keeps: on a coarse grid, or the saved value if close
 
 
-def measure_rates(
-    previous: Rates = RATES, *, log: Callable[[str], None] = lambda line: None
-) -> tuple[Rates, list[RateMeasurement], float]:
-    """Times the probes of ``morello.bench`` round by round (1 thread) and derives the
-    rates; returns them, each rate's measurement, and the clock in Hz."""
+def measure_rates(*, log: Callable[[str], None] = lambda line: None) -> tuple[Rates, float]:
+    """Times the probes of ``morello.bench`` round by round (1 thread); returns the rates
+    they measure, unrounded, and the clock in Hz."""
     from morello.bench import BANDWIDTH_BYTES, NativeBench, Probe, build_library, measure
 
     with tempfile.TemporaryDirectory(prefix="morello-calibrate-") as tmp:
@@ -172,19 +175,48 @@ def measure_rates(
     # What reading in runs costs beyond reading the same bytes front to back, per run;
     # at least a cycle, so that a host that hides it entirely still prices it above zero.
     stream_start = max(1.0, (in_runs - contiguous) * hz / (BANDWIDTH_BYTES // STREAM_RUN_BYTES))
-    measured = {
-        "fma_per_cycle": per_cycle[Probe.FMA],
-        "loads_per_cycle": per_cycle[Probe.LOADS],
-        "vector_ops_per_cycle": per_cycle[Probe.VECTOR_MIX],
-        "dram_line_cycles": CACHE_LINE / dram_bytes_per_cycle,
-        "l3_line_cycles": CACHE_LINE / per_cycle[Probe.CACHED_READ],
-        "dram_stream_start_cycles": stream_start,
-    }
-    found = [
-        RateMeasurement(name, value, _settle(value, getattr(previous, name)))
-        for name, value in measured.items()
+    measured = Rates(
+        fma_per_cycle=per_cycle[Probe.FMA],
+        loads_per_cycle=per_cycle[Probe.LOADS],
+        vector_ops_per_cycle=per_cycle[Probe.VECTOR_MIX],
+        dram_line_cycles=CACHE_LINE / dram_bytes_per_cycle,
+        l3_line_cycles=CACHE_LINE / per_cycle[Probe.CACHED_READ],
+        dram_stream_start_cycles=stream_start,
+    )
+    return measured, hz
+
+
+def settle_rates(
+    measured: Rates, previous: HostProfile
+) -> tuple[Rates, Rates, list[RateMeasurement]]:
+    """The rates a profile keeps after a calibration measured ``measured``: the fastest
+    measurement so far of each (a neighbour on a shared VM only ever slows a probe down,
+    and its load comes and goes over minutes: this host's DRAM read 15.1 cycles a line at
+    one hour and 19.5 the next), settled on the grid. Returns them, the new fastest
+    measurements and a row per rate."""
+    fastest = measured if previous.fastest is None else faster(measured, previous.fastest)
+    rows = [
+        RateMeasurement(
+            f.name,
+            getattr(measured, f.name),
+            getattr(fastest, f.name),
+            _settle(getattr(fastest, f.name), getattr(previous.rates, f.name)),
+        )
+        for f in fields(Rates)
     ]
-    return Rates(**{m.name: m.used for m in found}), found, hz
+    return Rates(**{r.name: r.used for r in rows}), fastest, rows
+
+
+def faster(a: Rates, b: Rates) -> Rates:
+    """Each rate at the faster of the two: more per cycle, fewer cycles per line or stream
+    (the fields named ``*_per_cycle`` count work, the others cycles)."""
+    best = {
+        f.name: (max if f.name.endswith("_per_cycle") else min)(
+            getattr(a, f.name), getattr(b, f.name)
+        )
+        for f in fields(Rates)
+    }
+    return Rates(**best)
 
 
 def _settle(measured: float, previous: float) -> float:
@@ -260,8 +292,10 @@ def calibrate(
     log: Callable[[str], None] = lambda line: None,
 ) -> Calibration:
     """Measures the rates, then the prefetch distance with the seed kernel found under
-    them (in the memo table ``open_memo`` gives for them)."""
-    rates, measured, hz = measure_rates(previous.rates, log=log)
+    them (in the memo table ``open_memo`` gives for them). What ``previous`` measured
+    counts too (``settle_rates``); pass DEFAULT to start afresh."""
+    measured, hz = measure_rates(log=log)
+    rates, fastest, rows = settle_rates(measured, previous)
     memo = open_memo(rates)
     try:
         trials = calibrate_prefetch(memo, log=log)
@@ -274,5 +308,5 @@ def calibrate(
     source = (
         f"morello calibrate: {hz / 1e9:.2f} GHz, seed kernel at {best.gb_per_s:.1f} GB/s, 1 thread"
     )
-    profile = HostProfile(best.prefetch_bytes, source, rates, l2_budget())
-    return Calibration(profile, measured, hz, trials)
+    profile = HostProfile(best.prefetch_bytes, source, rates, l2_budget(), fastest)
+    return Calibration(profile, rows, hz, trials)
