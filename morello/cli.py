@@ -410,9 +410,11 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
     print(f"{'l2_budget':>24}  {l2} (half the L2 the kernel reports, up to the default)")
     print(f"\n{'prefetch ahead':>14}  {'median':>9}  {'weights read':>12}")
     for t in sorted(found.trials, key=lambda t: t.prefetch_bytes):
-        mark = "  <- fastest" if t == found.trials[0] else ""
-        if t.prefetch_bytes == profile.prefetch_bytes and t != found.trials[0]:
-            mark = "  <- kept: the saved distance, within 2% of the fastest"
+        mark = ""
+        if t == found.trials[0]:
+            mark = "  <- fastest"
+        elif t.prefetch_bytes == profile.prefetch_bytes:
+            mark = f"  <- kept: the saved distance, within {host.KEEP_TIME:.0%} of the fastest"
         print(
             f"{t.prefetch_bytes:>12} B  {t.seconds * 1e3:>6.3f} ms  {t.gb_per_s:>7.1f} GB/s{mark}"
         )
