@@ -94,7 +94,9 @@ def load(path: Path | None = None) -> HostProfile:
     distance = _count(path, data, "prefetch_bytes", minimum=0)
     l2 = _count(path, data, "l2_budget", minimum=1) if "l2_budget" in data else DEFAULT.l2_budget
     rates = _rates(path, data.get("rates", {}))
-    fastest = _rates(path, data["fastest"], "fastest") if data.get("fastest") is not None else None
+    fastest = None
+    if data.get("fastest") is not None:
+        fastest = _rates(path, data["fastest"], "fastest", complete=True)
     return HostProfile(distance, str(data.get("source", path)), rates, l2, fastest)
 
 
@@ -108,13 +110,21 @@ def _count(path: Path, data: dict, key: str, minimum: int) -> int:
     return value
 
 
-def _rates(path: Path, data: object, key: str = "rates") -> Rates:
+def _rates(path: Path, data: object, key: str = "rates", complete: bool = False) -> Rates:
+    """The rates a profile gives, the defaults filling in for those it omits unless
+    ``complete``: a measurement it lacks must not pass for one (a default faster than the
+    host would stay the fastest "measured" until ``--fresh``)."""
     if not isinstance(data, dict):
         raise HostError(f"{path}: {key!r} must be an object; rerun `morello calibrate`")
     known = {f.name for f in fields(Rates)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise HostError(f"{path}: unknown rates {unknown} in {key!r}; rerun `morello calibrate`")
+    missing = sorted(known - set(data))
+    if complete and missing:
+        raise HostError(
+            f"{path}: {key!r} lacks the rates {missing}; rerun `morello calibrate --fresh`"
+        )
     for name, value in data.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise HostError(

@@ -56,6 +56,7 @@ BAD_PROFILES = [
     '{"prefetch_bytes": 0, "rates": {"ports": 3}}',
     '{"prefetch_bytes": 0, "l2_budget": 0}',
     '{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": -3}}',
+    '{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": 3}}',  # a measurement missing
 ]
 
 
@@ -65,6 +66,18 @@ def test_a_bad_profile_is_an_error_naming_the_file(tmp_path: Path, text: str) ->
     path.write_text(text)
     with pytest.raises(host.HostError, match=re.escape(str(path))):
         host.load(path)
+
+
+def test_a_fastest_that_lacks_a_rate_is_refused_not_filled_with_a_default(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "host.json"
+    path.write_text('{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": 3}}')
+    with pytest.raises(host.HostError, match=r"lacks the rates \['dram_line_cycles'"):
+        host.load(path)
+    # The rates themselves may omit some: those keep the defaults.
+    path.write_text('{"prefetch_bytes": 0, "rates": {"l3_line_cycles": 5}}')
+    assert host.load(path).rates == replace(RATES, l3_line_cycles=5.0)
 
 
 def test_headers_prefetch_as_far_as_the_profile_says(
