@@ -70,7 +70,7 @@ class Probe(enum.Enum):
     """The throughput probes of the benchmark library, and what one unit of each does."""
 
     CLOCK = 0  # 16 dependent adds a step: 16 cycles
-    LOADS = 1  # 12 independent 32-byte loads from L1 a step
+    LOADS = 1  # 24 32-byte loads from L1 a step, feeding 12 independent FMAs
     VECTOR_MIX = 2  # 6 FMAs, 4 shifts and 4 ands a step, independent
     FMA = 3  # 12 independent FMAs a step
     CACHED_READ = 4  # one pass over a 4 MiB buffer that stays in the last-level cache
@@ -80,7 +80,7 @@ class Probe(enum.Enum):
         """Cycles, loads, vector operations, FMAs or bytes in one unit."""
         if self is Probe.CACHED_READ:
             return CACHED_READ_BYTES
-        per_step = {Probe.CLOCK: 16, Probe.LOADS: 12, Probe.VECTOR_MIX: 14, Probe.FMA: 12}
+        per_step = {Probe.CLOCK: 16, Probe.LOADS: 24, Probe.VECTOR_MIX: 14, Probe.FMA: 12}
         return PROBE_STEPS * per_step[self]
 
 

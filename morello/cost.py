@@ -43,7 +43,7 @@ class Rates:
     measures (``morello.host``). The defaults describe a Zen 4 / Skylake class core."""
 
     fma_per_cycle: float = 2.0  # two 256-bit FMA pipes
-    loads_per_cycle: float = 2.0  # vector or broadcast loads from L1
+    loads_per_cycle: float = 2.0  # vector loads from L1 beside the FMAs they feed
     vector_ops_per_cycle: float = 3.0  # shifts, masks and FMAs share three vector ports
     # Price of touching one cache line that lives at a level. DRAM streams about 25 GB/s
     # to one core, ~7 bytes a cycle: ~9 cycles a line; L3 about 20 bytes a cycle.

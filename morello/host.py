@@ -1,15 +1,15 @@
 """What the synthesizer tunes to the machine it runs on, measured by ``morello calibrate``.
 
 Two kinds of numbers. The cost model's ``Rates``, what one core does per cycle: its FMA,
-load and vector port throughputs, from probes that keep one kind of port busy; the
-cycles a cache line takes to stream from DRAM and from the last-level cache, from reads
-of a buffer four times the L3 and of a 4 MiB one; and what starting a stream from DRAM
-costs, from the big buffer read in 2 KiB runs, every other one first. Every probe is
-timed against a chain of dependent register adds, which take one cycle on every x86
-core, so turbo and the VM's nominal clock do not matter. The L2 budget is half the
-core's L2, as the kernel reports it, up to the default (see ``l2_budget``). Together
-they decide which program the search finds, so they are part of the memo table's
-fingerprint: a calibrated host searches into a table of its own.
+load and vector port throughputs, from probes that keep one kind of port busy (loads as
+they feed FMAs, as in the kernels); the cycles a cache line takes to stream from DRAM and
+from the last-level cache, from reads of a buffer four times the L3 and of a 4 MiB one;
+and what starting a stream from DRAM costs, from the big buffer read in 2 KiB runs, every
+other one first. Every probe is timed against a chain of dependent register adds, which
+take one cycle on every x86 core, so turbo and the VM's nominal clock do not matter. The
+L2 budget is half the core's L2, as the kernel reports it, up to the default (see
+``l2_budget``). Together they decide which program the search finds, so they are part of
+the memo table's fingerprint: a calibrated host searches into a table of its own.
 
 And how far ahead the dot kernel prefetches the weights it streams from DRAM, which is
 not a cost but the code: it is the bandwidth-latency product of the host's memory, and it
@@ -47,6 +47,9 @@ PROBE = ("1x2048x16384", "bf16,bf16,f32", "row,col,row")  # the seed: one token 
 KEEP_WITHIN = 0.10
 KEEP_TIME = 0.02  # the saved prefetch distance stays if it times within this of the fastest
 STREAM_RUN_BYTES = 2048  # half a column of 2048 bf16 weights
+# The probes' version, saved with the profile: a probe that measures something new (2: the
+# loads probe feeds FMAs) makes the fastest measurements of the old one incomparable.
+PROBES = 2
 
 
 class HostError(SpecError):
@@ -81,7 +84,8 @@ def profile_path() -> Path:
 
 def load(path: Path | None = None) -> HostProfile:
     """The saved profile, or DEFAULT if this host was never calibrated. A profile written
-    before the rates were measured keeps the default rates."""
+    before the rates were measured keeps the default rates; one measured by older probes
+    keeps its rates but not its fastest measurements."""
     path = path or profile_path()
     try:
         data = json.loads(path.read_text())
@@ -97,6 +101,10 @@ def load(path: Path | None = None) -> HostProfile:
     fastest = None
     if data.get("fastest") is not None:
         fastest = _rates(path, data["fastest"], "fastest", complete=True)
+    if data.get("probes", 1) != PROBES:
+        # Measured by other probes, it would outrank every new measurement: the next
+        # calibration starts afresh.
+        fastest = None
     return HostProfile(distance, str(data.get("source", path)), rates, l2, fastest)
 
 
@@ -141,7 +149,7 @@ def save(profile: HostProfile, path: Path | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".host-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(asdict(profile), f, indent=2)
+            json.dump({**asdict(profile), "probes": PROBES}, f, indent=2)
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:

@@ -44,6 +44,19 @@ def test_a_profile_with_measured_rates_is_read_back(tmp_path: Path) -> None:
     assert host.load(old) == host.HostProfile(1024, "old")
 
 
+def test_the_fastest_of_older_probes_is_forgotten(tmp_path: Path) -> None:
+    """A probe that now measures something else (the loads probe feeds FMAs since version
+    2): its old fastest would outrank every new measurement, so the profile keeps its rates
+    and the next calibration starts its fastest afresh."""
+    rates = replace(RATES, loads_per_cycle=3.0)
+    path = host.save(host.HostProfile(2048, "a test", rates, fastest=rates), tmp_path / "h.json")
+    data = json.loads(path.read_text())
+    assert data["probes"] == host.PROBES and host.load(path).fastest == rates
+    del data["probes"]
+    path.write_text(json.dumps(data))
+    assert host.load(path) == host.HostProfile(2048, "a test", rates)
+
+
 BAD_PROFILES = [
     "{",
     "[]",
