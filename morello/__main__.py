@@ -1,5 +1,5 @@
 import sys
 
-from morello.cli import main
+from morello.front.cli import main
 
 sys.exit(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pybind11
 
-from morello.dtypes import Dtype
+from morello.core.dtypes import Dtype
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATION_UNITS = 4  # kernels are split over a few sources so two cores compile in parallel

@@ -5,16 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from morello.api import matmul_problem, synthesize_spec
-from morello.dtypes import Dtype
-from morello.kernels import Kernel, KernelKind, dot_mode
-from morello.layout import Packed
-from morello.memo import InMemoryMemo
-from morello.program import Program
-from morello.rewrites import B, Move, canonical
-from morello.search import Search
-from morello.spec import Spec
-from morello.target import Level
+from morello.core.dtypes import Dtype
+from morello.core.kernels import Kernel, KernelKind, dot_mode
+from morello.core.layout import Packed
+from morello.core.memo import InMemoryMemo
+from morello.core.program import Program
+from morello.core.rewrites import B, Move, canonical
+from morello.core.search import Search
+from morello.core.spec import Spec, matmul_problem
+from morello.core.target import Level
+from morello.emit.codegen import render_header
+from morello.front.api import synthesize_spec
 
 from .bindings import build
 from .kernel_cases import CASES
@@ -74,7 +75,9 @@ def compiled(programs: dict[str, Program]):
     kernels = [
         (
             case.name,
-            programs[case.name].to_header(case.name, threads=case.threads, bias=case.bias_mode),
+            render_header(
+                programs[case.name], case.name, threads=case.threads, bias=case.bias_mode
+            ),
             case.dtypes[0],
             case.dtypes[1],
             case.threads,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import random
 
-from morello.cost import action_cost
-from morello.program import Program
-from morello.rewrites import Action, Move, actions, expand
-from morello.search import Search
-from morello.spec import Spec
+from morello.core.cost import action_cost
+from morello.core.program import Program
+from morello.core.rewrites import Action, Move, actions, expand
+from morello.core.search import Search
+from morello.core.spec import Spec
 
 MOVE_WEIGHT = 8
 

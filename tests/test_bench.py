@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from morello import bench, benchmarks, peers
-from morello.bench import NativeBench, Timing, build_library, calibrate, measure
-from morello.bench_report import (
+from morello.bench import suite as benchmarks
+from morello.bench.peers import PEERS, peer_environment
+from morello.bench.report import (
     SuiteResult,
     SystemResult,
     ThreadResult,
@@ -27,10 +27,13 @@ from morello.bench_report import (
     format_report,
     to_json,
 )
-from morello.cli import main
-from morello.dtypes import Dtype
-from morello.memo import InMemoryMemo
-from morello.peers import PEERS, Inputs, Problem, error_bound, peer_environment
+from morello.core.dtypes import Dtype
+from morello.core.memo import InMemoryMemo
+from morello.front.cli import main
+from morello.tune import harness as bench
+from morello.tune import inputs, machine
+from morello.tune.harness import NativeBench, Timing, build_library, calibrate, measure
+from morello.tune.inputs import Inputs, Problem, error_bound
 
 BF, F = Dtype.BF16, Dtype.F32
 SMALL = (
@@ -140,16 +143,16 @@ def test_cold_data_are_sized_by_the_l3_the_kernel_reports(tmp_path):
         (tmp_path / f"index{index}").mkdir()
         (tmp_path / f"index{index}" / "level").write_text(level + "\n")
         (tmp_path / f"index{index}" / "size").write_text(size + "\n")
-    assert bench.l3_bytes(tmp_path) == 480 << 20
-    assert bench.cache_bytes(2, tmp_path) == 2 << 20
+    assert machine.l3_bytes(tmp_path) == 480 << 20
+    assert machine.cache_bytes(2, tmp_path) == 2 << 20
     (tmp_path / "index0" / "type").write_text("Instruction\n")  # L1i first, then L1d
     (tmp_path / "index3").mkdir()
     for name, text in (("level", "1"), ("size", "32K"), ("type", "Data")):
         (tmp_path / "index3" / name).write_text(text + "\n")
-    assert bench.cache_bytes(1, tmp_path) == 32 << 10
-    assert bench.l3_bytes(tmp_path / "missing") == 0
-    assert bench.BANDWIDTH_BYTES >= 512 << 20 and peers.ROTATION_BYTES >= 128 << 20
-    assert min(4 * bench.l3_bytes(), 2 << 30) <= bench.BANDWIDTH_BYTES
+    assert machine.cache_bytes(1, tmp_path) == 32 << 10
+    assert machine.l3_bytes(tmp_path / "missing") == 0
+    assert bench.BANDWIDTH_BYTES >= 512 << 20 and inputs.ROTATION_BYTES >= 128 << 20
+    assert min(4 * machine.l3_bytes(), 2 << 30) <= bench.BANDWIDTH_BYTES
 
 
 def test_peers_kept_to_avx2_are_told_so_at_start_up():
@@ -256,7 +259,7 @@ def test_an_unknown_peer_isa_is_refused(capsys):
 
 def test_plot_is_written(tmp_path):
     pytest.importorskip("matplotlib")
-    from morello.bench_report import plot
+    from morello.bench.report import plot
 
     systems = (_system("morello", 1.0), _system("numpy f32", 2.0))
     w = WorkloadResult("w", True, 1 << 20, 1, systems, ())

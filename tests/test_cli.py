@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from morello.cli import main
+from morello.front.cli import main
 
 F32 = "f32,f32,f32"
 BF16 = "bf16,bf16,f32"

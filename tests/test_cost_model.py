@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from morello.cost import (
+from morello.core.cost import (
     COPY_CYCLES_PER_ELEMENT,
     COPY_CYCLES_PER_VECTOR,
     LOOP_ITERATION_CYCLES,
@@ -16,12 +16,12 @@ from morello.cost import (
     kernel_cost,
     line_cost,
 )
-from morello.dtypes import Dtype
-from morello.kernels import DotMode, Kernel, KernelKind
-from morello.layout import COL, EVEN_ODD, ROW, Packed
-from morello.rewrites import Dim, Promote, Tile, expand, promotion, runs
-from morello.spec import Op, Spec, TensorSpec, matmul_spec
-from morello.target import AVX2_LIMITS, L1_WAYS, L2_SAFE_RUNS, L3_BYTES, Level
+from morello.core.dtypes import Dtype
+from morello.core.kernels import DotMode, Kernel, KernelKind
+from morello.core.layout import COL, EVEN_ODD, ROW, Packed
+from morello.core.rewrites import Dim, Promote, Tile, expand, promotion, runs
+from morello.core.spec import Op, Spec, TensorSpec, matmul_spec
+from morello.core.target import AVX2_LIMITS, L1_WAYS, L2_SAFE_RUNS, L3_BYTES, Level
 
 F32, BF16 = Dtype.F32, Dtype.BF16
 

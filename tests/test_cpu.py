@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from morello.cpu import missing_features
+from morello.tune.machine import missing_features
 
 pytestmark = pytest.mark.skipif(
     platform.machine().lower() not in ("x86_64", "amd64"), reason="reads x86 CPU flags"

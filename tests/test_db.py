@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from morello.api import matmul_problem, synthesize_spec
-from morello.cost import RATES
-from morello.db import MemoDB, MemoDBError, db_file_name, without_comments
-from morello.memo import InMemoryMemo
-from morello.rewrites import canonical
-from morello.search import synthesize
-from morello.spec import Spec
+from morello.core.cost import RATES
+from morello.core.memo import InMemoryMemo
+from morello.core.rewrites import canonical
+from morello.core.search import synthesize
+from morello.core.spec import Spec, matmul_problem
+from morello.front.api import synthesize_spec
+from morello.store.db import MemoDB, MemoTableError, db_file_name, without_comments
 
 
 def solved_in_memory(spec: Spec, threads: int = 1) -> InMemoryMemo:
@@ -112,10 +112,10 @@ def test_a_larger_spec_reuses_the_smaller_optima(tmp_path: Path) -> None:
 WRITER = textwrap.dedent(
     """
     import sys
-    from morello.api import matmul_problem
-    from morello.db import MemoDB
-    from morello.search import synthesize
-    from morello.rewrites import canonical
+    from morello.core.spec import matmul_problem
+    from morello.store.db import MemoDB
+    from morello.core.search import synthesize
+    from morello.core.rewrites import canonical
 
     path, shape, flush_every = sys.argv[1], sys.argv[2], int(sys.argv[3])
     spec = canonical(matmul_problem(shape, "f32,f32,f32"))
@@ -196,7 +196,7 @@ def test_a_file_of_another_format_target_or_model_is_refused(tmp_path: Path) -> 
         (old,) = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         conn.execute("UPDATE meta SET value = 'other' WHERE name = ?", (name,))
         conn.commit()
-        with pytest.raises(MemoDBError, match=f"another {words}"):
+        with pytest.raises(MemoTableError, match=f"another {words}"):
             MemoDB(path)
         conn.execute("UPDATE meta SET value = ? WHERE name = ?", (old, name))
         conn.commit()
@@ -210,7 +210,7 @@ def test_a_host_with_other_rates_has_a_table_of_its_own(tmp_path: Path) -> None:
     path = tmp_path / "memo.sqlite3"
     with MemoDB(path) as db:
         synthesize(canonical(matmul_problem("4x4x4", "f32,f32,f32")), memo=db)
-    with pytest.raises(MemoDBError, match="another cost model"):
+    with pytest.raises(MemoTableError, match="another cost model"):
         MemoDB(path, calibrated)
     with MemoDB(tmp_path / "calibrated.sqlite3", calibrated) as db:
         program, _ = synthesize(canonical(matmul_problem("64x64x64", "f32,f32,f32")), memo=db)
@@ -225,7 +225,7 @@ def test_a_host_with_other_rates_has_a_table_of_its_own(tmp_path: Path) -> None:
 def test_a_corrupt_file_gets_a_clear_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "memo.sqlite3"
     path.write_bytes(content)
-    with pytest.raises(MemoDBError, match="not a readable morello memo table"):
+    with pytest.raises(MemoTableError, match="not a readable morello memo table"):
         MemoDB(path)
     assert path.read_bytes() == content  # and it is left as it was
 
@@ -261,7 +261,7 @@ def test_a_damaged_page_and_a_failed_write_get_clear_errors(tmp_path: Path) -> N
     conn.execute("UPDATE pages SET data = x'00ff00ff'")
     conn.commit()
     conn.close()
-    with MemoDB(path) as db, pytest.raises(MemoDBError, match="not a readable morello memo"):
+    with MemoDB(path) as db, pytest.raises(MemoTableError, match="not a readable morello memo"):
         db.get(spec, 1)
 
     # A write that cannot get the lock in time (here another connection holds it).
@@ -271,7 +271,7 @@ def test_a_damaged_page_and_a_failed_write_get_clear_errors(tmp_path: Path) -> N
     holder = sqlite3.connect(fresh, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     db.put(spec, 1, solved_in_memory(spec).get(spec, 1))  # type: ignore[arg-type]
-    with pytest.raises(MemoDBError, match=r"cannot write the memo table.*locked"):
+    with pytest.raises(MemoTableError, match=r"cannot write the memo table.*locked"):
         db.flush()
     holder.execute("ROLLBACK")
     db.close()  # the pending solution is written once the lock is free
@@ -285,7 +285,7 @@ def _open_at(path: Path, start: float) -> str:
     try:
         with MemoDB(path):
             return "ok"
-    except MemoDBError as e:
+    except MemoTableError as e:
         return str(e)
 
 

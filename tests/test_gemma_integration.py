@@ -17,8 +17,8 @@ import pybind11
 import pytest
 
 import morello
-from morello import kernel_list
-from morello.db import db_file_name
+from morello.front import kernel_list
+from morello.store.db import db_file_name
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION = ROOT / "integrations" / "gemma_cpp"

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from morello import codegen, host
-from morello.api import matmul_problem, synthesize_spec
-from morello.bench import BenchError
-from morello.cli import main
-from morello.cost import RATES, Rates
-from morello.memo import InMemoryMemo
-from morello.target import AVX2_LIMITS
+from morello.core.cost import RATES, Rates
+from morello.core.spec import matmul_problem
+from morello.core.target import AVX2_LIMITS
+from morello.emit import codegen
+from morello.errors import BuildError, HostProfileError
+from morello.front.api import synthesize_spec
+from morello.front.cli import main
+from morello.tune import calibrate, host
 
 SEED = ("1x2048x16384", "bf16,bf16,f32", "row,col,row")
 
@@ -77,7 +78,7 @@ BAD_PROFILES = [
 def test_a_bad_profile_is_an_error_naming_the_file(tmp_path: Path, text: str) -> None:
     path = tmp_path / "host.json"
     path.write_text(text)
-    with pytest.raises(host.HostError, match=re.escape(str(path))):
+    with pytest.raises(HostProfileError, match=re.escape(str(path))):
         host.load(path)
 
 
@@ -86,7 +87,7 @@ def test_a_fastest_that_lacks_a_rate_is_refused_not_filled_with_a_default(
 ) -> None:
     path = tmp_path / "host.json"
     path.write_text('{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": 3}}')
-    with pytest.raises(host.HostError, match=r"lacks the rates \['dram_line_cycles'"):
+    with pytest.raises(HostProfileError, match=r"lacks the rates \['dram_line_cycles'"):
         host.load(path)
     # The rates themselves may omit some: those keep the defaults.
     path.write_text('{"prefetch_bytes": 0, "rates": {"l3_line_cycles": 5}}')
@@ -96,12 +97,13 @@ def test_a_fastest_that_lacks_a_rate_is_refused_not_filled_with_a_default(
 def test_headers_prefetch_as_far_as_the_profile_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    program = synthesize_spec(matmul_problem(*SEED), memo=InMemoryMemo()).program
-    default = program.to_header("k")
+    default = synthesize_spec(matmul_problem(*SEED)).to_header("k")
     assert f"+ {host.DEFAULT.prefetch_bytes}, _MM_HINT_T0" in default
+    # Rendering reads no file: a profile on disk changes nothing until it is passed.
     path = host.save(host.HostProfile(12288, "a test"), tmp_path / "host.json")
     monkeypatch.setenv("MORELLO_HOST", str(path))
-    tuned = program.to_header("k")
+    assert synthesize_spec(matmul_problem(*SEED)).to_header("k") == default
+    tuned = synthesize_spec(matmul_problem(*SEED), profile=host.load()).to_header("k")
     assert "+ 12288, _MM_HINT_T0" in tuned
     assert f"+ {host.DEFAULT.prefetch_bytes}, _MM_HINT_T0" not in tuned
     assert "prefetch B 12288 bytes ahead;" in tuned
@@ -136,30 +138,30 @@ def test_synth_with_a_corrupt_profile_fails_clearly(
 
 
 def test_a_measured_rate_settles_on_a_coarse_grid_or_keeps_the_saved_value() -> None:
-    assert host._settle(2.61, 3.0) == 2.5  # more than 10% off: the nearest grid point
-    assert host._settle(15.26, 10.0) == 16.0
-    assert host._settle(7.81, 3.0) == 8.0
-    assert host._settle(2.95, 3.0) == 3.0
-    assert host._settle(14.6, 16.0) == 16.0  # within 10% of the saved value: kept
-    assert host._settle(14.2, 16.0) == 14.0
-    assert host._settle(1.99, 2.0) == 2.0
+    assert calibrate._settle(2.61, 3.0) == 2.5  # more than 10% off: the nearest grid point
+    assert calibrate._settle(15.26, 10.0) == 16.0
+    assert calibrate._settle(7.81, 3.0) == 8.0
+    assert calibrate._settle(2.95, 3.0) == 3.0
+    assert calibrate._settle(14.6, 16.0) == 16.0  # within 10% of the saved value: kept
+    assert calibrate._settle(14.2, 16.0) == 14.0
+    assert calibrate._settle(1.99, 2.0) == 2.0
 
 
 def test_a_rate_is_the_fastest_any_calibration_measured() -> None:
     first = replace(RATES, loads_per_cycle=3.02, dram_line_cycles=15.11)
-    rates, fastest, rows = host.settle_rates(first, host.DEFAULT)
+    rates, fastest, rows = calibrate.settle_rates(first, host.DEFAULT)
     assert fastest == first and (rates.loads_per_cycle, rates.dram_line_cycles) == (3.0, 16.0)
     assert rates.fma_per_cycle == RATES.fma_per_cycle  # within 10% of the default: kept
     calibrated = host.HostProfile(2048, "first", rates, fastest=fastest)
     # Busy neighbours: DRAM and the load ports measure slower. The profile does not move.
     busy = replace(first, loads_per_cycle=2.4, dram_line_cycles=19.5)
-    again, still, rows = host.settle_rates(busy, calibrated)
+    again, still, rows = calibrate.settle_rates(busy, calibrated)
     assert (again, still) == (rates, first)
     row = next(r for r in rows if r.name == "dram_line_cycles")
     assert (row.measured, row.fastest, row.used) == (19.5, 15.11, 16.0)
     # A quieter hour measures faster than ever: that one counts.
     quiet = replace(first, l3_line_cycles=RATES.l3_line_cycles / 2, dram_line_cycles=12.1)
-    better, fastest, _ = host.settle_rates(quiet, calibrated)
+    better, fastest, _ = calibrate.settle_rates(quiet, calibrated)
     assert fastest == quiet and better.dram_line_cycles == 12.0
     assert better.l3_line_cycles == RATES.l3_line_cycles / 2
 
@@ -168,8 +170,8 @@ def test_faster_rates_are_more_per_cycle_and_fewer_cycles() -> None:
     slow = Rates(1.0, 1.0, 1.0, 20.0, 8.0, 400.0)
     fast = Rates(2.0, 3.0, 2.5, 15.0, 7.0, 300.0)
     mixed = Rates(2.0, 1.0, 2.5, 20.0, 7.0, 300.0)
-    assert host.faster(slow, fast) == host.faster(fast, slow) == fast
-    assert host.faster(mixed, slow) == mixed and host.faster(mixed, fast) == fast
+    assert calibrate.faster(slow, fast) == calibrate.faster(fast, slow) == fast
+    assert calibrate.faster(mixed, slow) == mixed and calibrate.faster(mixed, fast) == fast
 
 
 def test_calibrate_fresh_forgets_the_saved_profile(
@@ -178,11 +180,11 @@ def test_calibrate_fresh_forgets_the_saved_profile(
     path = host.save(host.HostProfile(512, "old", fastest=RATES), tmp_path / "host.json")
     seen = []
 
-    def calibrate(open_memo, previous, *, log):
+    def stop(open_memo, previous, *, log):
         seen.append(previous)
-        raise BenchError("stop here")
+        raise BuildError("stop here")
 
-    monkeypatch.setattr(host, "calibrate", calibrate)
+    monkeypatch.setattr(calibrate, "calibrate", stop)
     for fresh in ([], ["--fresh"]):
         assert main(["calibrate", "--no-db", "--profile", str(path), *fresh]) == 2
     assert seen == [host.load(path), host.DEFAULT]
@@ -198,7 +200,7 @@ def test_the_l2_budget_is_half_the_l2_up_to_the_default(
         (tmp_path / "index2").mkdir()
         (tmp_path / "index2" / "level").write_text("2\n")
         (tmp_path / "index2" / "size").write_text(l2 + "\n")
-    assert host.l2_budget(tmp_path) == (budget or host.DEFAULT.l2_budget)
+    assert calibrate.l2_budget(tmp_path) == (budget or host.DEFAULT.l2_budget)
 
 
 def test_calibrate_measures_the_rates_and_saves_the_fastest_prefetch(
@@ -220,19 +222,20 @@ def test_calibrate_measures_the_rates_and_saves_the_fastest_prefetch(
     assert saved["rates"]["dram_line_cycles"] > saved["rates"]["l3_line_cycles"]
     assert saved["l2_budget"] > 0 and re.search(r"clock \d+\.\d\d GHz", out)
     chosen = saved["prefetch_bytes"]
-    assert chosen in host.PREFETCH_CANDIDATES
+    assert chosen in calibrate.PREFETCH_CANDIDATES
     rows = [line for line in out.splitlines() if line.strip().endswith(("GB/s", "fastest"))]
-    assert len(rows) == len(host.PREFETCH_CANDIDATES)
+    assert len(rows) == len(calibrate.PREFETCH_CANDIDATES)
     assert f"{chosen:>12} B" in next(r for r in rows if r.endswith("<- fastest"))
 
 
 def test_a_header_of_rows_sharing_b_states_its_prefetch_distance() -> None:
-    from morello.kernels import DotMode, Kernel, KernelKind
-    from morello.program import Program
+    from morello.core.kernels import DotMode, Kernel, KernelKind
+    from morello.core.program import Program
+    from morello.emit.codegen import render_header
 
     spec = matmul_problem("4x64x2", "bf16,bf16,f32", "row,col,row")
     kernel = Kernel(KernelKind.DOT_ROWS, DotMode.SPLIT_BOTH)
-    header = Program(spec, kernel, (), 0.0).to_header("k", prefetch_bytes=4096)
+    header = render_header(Program(spec, kernel, (), 0.0), "k", prefetch_bytes=4096)
     assert "+ 4096, _MM_HINT_T0" in header
     assert "prefetch B 4096 bytes ahead;" in header
 

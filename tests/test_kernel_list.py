@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from morello.generate import generate
-from morello.kernel_list import load, parse
-from morello.memo import InMemoryMemo
-from morello.spec import SpecError
+from morello.core.memo import InMemoryMemo
+from morello.errors import SpecError
+from morello.front.generate import generate
+from morello.front.kernel_list import load, parse
 
 GOOD = """
 [[kernel]]
@@ -108,8 +108,8 @@ def test_generate_is_deterministic_and_rewrites_only_what_changed(tmp_path: Path
 
 
 def test_the_headers_depend_on_the_host_profile_once_there_is_one(tmp_path: Path) -> None:
-    from morello import host
-    from morello.generate import generator_inputs
+    from morello.front.generate import generator_inputs
+    from morello.tune import host
 
     lst = tmp_path / "kernels.toml"
     assert host.profile_path().resolve() not in generator_inputs(lst)  # never calibrated

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from morello.layout import COL, EVEN_ODD, ROW, Packed, RowMajor, add, mul
+from morello.core.layout import COL, EVEN_ODD, ROW, Packed, RowMajor, add, mul
 
 LAYOUTS = [ROW, COL, EVEN_ODD, Packed(8), Packed(16)]
 

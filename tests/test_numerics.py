@@ -108,8 +108,8 @@ def test_random_programs_reach_every_rewrite(programs) -> None:
     """The random programs above, and the forced ones, exercise every kernel, layout and
     move the space has, so their numerical checks cover the code generator, not only the
     optima."""
-    from morello.kernels import Kernel
-    from morello.rewrites import Move, Tile
+    from morello.core.kernels import Kernel
+    from morello.core.rewrites import Move, Tile
 
     seen = set()
     for case in CASES:

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from morello import precompute
-from morello.db import MemoDB
-from morello.memo import InMemoryMemo
-from morello.rewrites import canonical
-from morello.search import synthesize
+from morello.core.memo import InMemoryMemo
+from morello.core.rewrites import canonical
+from morello.core.search import synthesize
+from morello.store import precompute
+from morello.store.db import MemoDB
 
 DTYPES = ["f32,f32,f32", "bf16,bf16,f32"]
 
 
-def assert_all_solved(path: Path, todo: list[precompute.Problem]) -> None:
+def assert_all_solved(path: Path, todo: list[precompute.Task]) -> None:
     with MemoDB(path) as db:
         for p in todo:
             spec = canonical(p.spec())

@@ -8,16 +8,16 @@ import re
 
 import pytest
 
-from morello.cli import main
-from morello.cost import action_cost
-from morello.dtypes import Dtype
-from morello.layout import COL, ROW
-from morello.memo import InMemoryMemo
-from morello.program import Program
-from morello.rerank import CLOSE, _shape, format_ranking, measure, neighbours
-from morello.rewrites import actions, canonical, expand
-from morello.search import synthesize
-from morello.spec import matmul_spec
+from morello.core.cost import action_cost
+from morello.core.dtypes import Dtype
+from morello.core.layout import COL, ROW
+from morello.core.memo import InMemoryMemo
+from morello.core.program import Program
+from morello.core.rewrites import actions, canonical, expand
+from morello.core.search import synthesize
+from morello.core.spec import matmul_spec
+from morello.front.cli import main
+from morello.tune.rerank import CLOSE, _shape, format_ranking, measure, neighbours
 
 F32, BF16 = Dtype.F32, Dtype.BF16
 CASES = [

@@ -32,15 +32,15 @@ from functools import cache
 
 import pytest
 
-from morello.cost import action_cost
-from morello.dtypes import Dtype
-from morello.layout import COL, ROW, Layout
-from morello.memo import InMemoryMemo
-from morello.program import Program
-from morello.rewrites import actions, canonical, expand
-from morello.search import synthesize
-from morello.spec import Spec, matmul_spec
-from morello.target import Level
+from morello.core.cost import action_cost
+from morello.core.dtypes import Dtype
+from morello.core.layout import COL, ROW, Layout
+from morello.core.memo import InMemoryMemo
+from morello.core.program import Program
+from morello.core.rewrites import actions, canonical, expand
+from morello.core.search import synthesize
+from morello.core.spec import Spec, matmul_spec
+from morello.core.target import Level
 
 F32, BF16 = Dtype.F32, Dtype.BF16
 CONFIGS = [

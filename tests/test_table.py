@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from morello.api import matmul_problem
-from morello.memo import InMemoryMemo
-from morello.rewrites import actions, canonical
-from morello.search import synthesize
-from morello.table import Regions, decode_action, encode_action, locate, page_of
+from morello.core.memo import InMemoryMemo
+from morello.core.rewrites import actions, canonical
+from morello.core.search import synthesize
+from morello.core.spec import matmul_problem
+from morello.store.table import Regions, decode_action, encode_action, locate, page_of
 
 
 @st.composite

@@ -34,12 +34,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from morello.dtypes import Dtype
-from morello.kernels import DotMode, Kernel, KernelKind
-from morello.layout import COL, EVEN_ODD, ROW, Layout, Packed
-from morello.rewrites import Action, Dim, Move, Promote, Tile, ToAccum
-from morello.spec import Op, Spec, TensorSpec
-from morello.target import Level, MemoryLimits
+from morello.core.dtypes import Dtype
+from morello.core.kernels import DotMode, Kernel, KernelKind
+from morello.core.layout import COL, EVEN_ODD, ROW, Layout, Packed
+from morello.core.rewrites import Action, Dim, Move, Promote, Tile, ToAccum
+from morello.core.spec import Op, Spec, TensorSpec
+from morello.core.target import Level, MemoryLimits
 
 # Bump on any change to what a point, a key, a page or an action encoding means.
 FORMAT_VERSION = 2

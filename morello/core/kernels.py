@@ -9,10 +9,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from morello.dtypes import Dtype
-from morello.layout import ColMajor, EvenOdd, Layout, Packed, RowMajor
-from morello.spec import Op, Spec, TensorSpec
-from morello.target import F32_LANES, Level
+from morello.core.dtypes import Dtype
+from morello.core.layout import ColMajor, EvenOdd, Layout, Packed, RowMajor
+from morello.core.spec import Op, Spec, TensorSpec
+from morello.core.target import F32_LANES, Level
 
 
 class KernelKind(enum.Enum):

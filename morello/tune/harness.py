@@ -24,41 +24,12 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from morello.codegen import TEMPLATES
-from morello.dtypes import Dtype
+from morello.core.dtypes import Dtype
+from morello.emit.codegen import TEMPLATES
+from morello.errors import BuildError
+from morello.tune.machine import beyond_l3
 
 CXX_FLAGS = ("-O3", "-std=c++17", "-mavx2", "-mfma", "-mf16c", "-pthread", "-fPIC", "-shared")
-
-
-CPU_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")  # the kernel's view of core 0's caches
-
-
-def cache_bytes(level: int, cpu: Path = CPU_CACHES) -> int:
-    """The size of the host's cache at ``level`` as the kernel reports it (0 if unknown).
-    On a shared VM the L3 is often the whole socket's, far more than this guest gets to
-    keep, but data larger still are in DRAM whatever the neighbours do."""
-    for index in sorted(cpu.glob("index*")):
-        try:
-            if (index / "level").read_text().strip() != str(level):
-                continue
-            kind = index / "type"  # L1 has a data and an instruction cache
-            if kind.exists() and kind.read_text().strip() == "Instruction":
-                continue
-            size = (index / "size").read_text().strip()
-            units = {"K": 1 << 10, "M": 1 << 20}
-            return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
-        except (OSError, ValueError):
-            continue
-    return 0
-
-
-def l3_bytes(cpu: Path = CPU_CACHES) -> int:
-    return cache_bytes(3, cpu)
-
-
-def beyond_l3(at_least: int, most: int = 2 << 30) -> int:
-    """4x the host's L3, within [at_least, most]: bytes that come from DRAM when streamed."""
-    return max(at_least, min(4 * l3_bytes(), most))
 
 
 BANDWIDTH_BYTES = beyond_l3(512 << 20)  # the streaming read probe's buffer
@@ -86,10 +57,6 @@ class Probe(enum.Enum):
 
 PROBE_STEPS = 1 << 16  # steps per unit (kProbeIters, kFmaIters)
 CACHED_READ_BYTES = 4 << 20  # kL3ProbeBytes
-
-
-class BenchError(RuntimeError):
-    """The benchmark library failed to build."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +111,13 @@ def build_library(kernels: Sequence[BenchKernel], workdir: Path) -> Path:
     source = render_library(kernels, workdir)
     compiler = shutil.which("g++")
     if compiler is None:
-        raise BenchError("g++ not found on PATH; it is needed to build the benchmark")
+        raise BuildError("g++ not found on PATH; it is needed to build the benchmark")
     library = workdir / "libmorello_bench.so"
     cmd = [compiler, *CXX_FLAGS, "-I", str(workdir), str(source), "-o", str(library)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-40:])
-        raise BenchError(f"compiling {source} failed:\n{tail}")
+        raise BuildError(f"compiling {source} failed:\n{tail}")
     return library
 
 

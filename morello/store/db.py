@@ -32,18 +32,28 @@ from pathlib import Path
 
 import numpy as np
 
-from morello import table
-from morello.cost import RATES, Rates, action_cost
-from morello.memo import Solution
-from morello.rewrites import Action, expand
-from morello.spec import Spec, SpecError
-from morello.table import Point, Regions, decode_action, encode_action, locate
-from morello.target import AVX2_LIMITS
+from morello.core.cost import RATES, Rates, action_cost
+from morello.core.memo import Solution
+from morello.core.rewrites import Action, expand
+from morello.core.spec import Spec
+from morello.core.target import AVX2_LIMITS
+from morello.errors import FileAccessError, MemoTableError
+from morello.store import table
+from morello.store.table import Point, Regions, decode_action, encode_action, locate
 
 TARGET = f"avx2 {AVX2_LIMITS}"
 # The modules whose meaning a stored action depends on: what a Spec is, which rewrites
 # and kernels exist, what they cost, and how all of it is encoded.
-MODEL_MODULES = ("dtypes", "layout", "target", "spec", "kernels", "rewrites", "cost", "table")
+MODEL_MODULES = (
+    "core/dtypes",
+    "core/layout",
+    "core/target",
+    "core/spec",
+    "core/kernels",
+    "core/rewrites",
+    "core/cost",
+    "store/table",
+)
 
 FLUSH_EVERY = 50_000  # solutions kept in memory before a write; bounds loss on a crash
 LOCK_TIMEOUT_S = 300.0  # waiting for another process's write is normal, not an error
@@ -60,17 +70,13 @@ CREATE TABLE IF NOT EXISTS pages(table_id INTEGER NOT NULL REFERENCES tables(id)
 """
 
 
-class MemoDBError(SpecError):
-    """The memo file cannot be used: corrupt, foreign, or written by another model."""
-
-
 @functools.cache  # the sources do not change while we run
 def model_fingerprint(rates: Rates = RATES) -> str:
     """The model: the format, the target, the host's rates and the sources that define
     the rewrite space and the costs."""
     header = f"format {table.FORMAT_VERSION}\n{TARGET}\n{rates!r}\n"
     digest = hashlib.sha256(header.encode())
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     for name in MODEL_MODULES:
         source = (package / f"{name}.py").read_text(encoding="utf-8")
         digest.update(name.encode() + b"\0" + without_comments(source).encode())
@@ -158,11 +164,11 @@ class MemoDB:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise MemoDBError(f"cannot create {self.path.parent}: {e.strerror or e}") from None
+            raise FileAccessError(f"cannot create {self.path.parent}: {e.strerror or e}") from None
         try:
             conn = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as e:
-            raise MemoDBError(f"cannot open memo table {self.path}: {e}") from None
+            raise FileAccessError(f"cannot open memo table {self.path}: {e}") from None
         try:
             _wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process crashes
@@ -172,11 +178,11 @@ class MemoDB:
                 self._check_meta(conn)
         except sqlite3.DatabaseError as e:
             conn.close()
-            raise MemoDBError(
+            raise MemoTableError(
                 f"{self.path} is not a readable morello memo table ({e}); "
                 "delete it or pass another --db"
             ) from None
-        except MemoDBError:
+        except MemoTableError:
             conn.close()
             raise
         return conn
@@ -194,7 +200,7 @@ class MemoDB:
         what = {"format": "format version", "target": "target", "model": "cost model"}
         for name, value in expected.items():
             if found.get(name) != value:
-                raise MemoDBError(
+                raise MemoTableError(
                     f"{self.path} was written for another {what[name]} "
                     f"({_short(found.get(name, 'none'))}, this morello has {_short(value)}); "
                     "its solutions would be misread: delete it or pass another --db"
@@ -302,7 +308,7 @@ class MemoDB:
                     Regions.empty(coords) if row is None else Regions.from_bytes(row[0], coords)
                 )
             except (sqlite3.Error, zlib.error, ValueError) as e:
-                raise MemoDBError(
+                raise MemoTableError(
                     f"{self.path} is not a readable morello memo table (page {page} of table "
                     f"{table_id}: {e}); delete it or pass another --db"
                 ) from None
@@ -324,7 +330,7 @@ class MemoDB:
             self._tables.clear()
             self._actions.clear()
             if isinstance(e, sqlite3.Error):
-                raise MemoDBError(f"cannot write the memo table {self.path}: {e}") from None
+                raise MemoTableError(f"cannot write the memo table {self.path}: {e}") from None
             raise
         self._pending = []
         self._pages.update(written)

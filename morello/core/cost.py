@@ -30,17 +30,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from morello.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening, is_vector_copy
-from morello.layout import CACHE_LINE, COL, EVEN_ODD_BLOCK, ROW, RowMajor
-from morello.rewrites import Action, Promote, Tile, runs
-from morello.spec import Spec, TensorSpec
-from morello.target import F32_LANES, Level
+from morello.core.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening, is_vector_copy
+from morello.core.layout import CACHE_LINE, COL, EVEN_ODD_BLOCK, ROW, RowMajor
+from morello.core.rewrites import Action, Promote, Tile, runs
+from morello.core.spec import Spec, TensorSpec
+from morello.core.target import F32_LANES, Level
 
 
 @dataclass(frozen=True, slots=True)
 class Rates:
     """What one core of the host does per cycle: the constants ``morello calibrate``
-    measures (``morello.host``). The defaults describe a Zen 4 / Skylake class core."""
+    measures (``morello.tune.host``). The defaults describe a Zen 4 / Skylake class core."""
 
     fma_per_cycle: float = 2.0  # two 256-bit FMA pipes
     loads_per_cycle: float = 2.0  # vector loads from L1 beside the FMAs they feed

@@ -15,94 +15,19 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 
-from morello.bench import NativeBench, aligned_empty, beyond_l3, python_timer
-from morello.cpu import ISAS
-from morello.dtypes import Dtype
-
-ROTATION_BYTES = beyond_l3(128 << 20)  # inputs of a cold problem rotate over this much
-MAX_COPIES = 256  # bounds the copies of small problems, which stay in cache whatever we do
+from morello.core.dtypes import Dtype
+from morello.tune.harness import NativeBench, aligned_empty, python_timer
+from morello.tune.inputs import Inputs, Problem, error_bound
+from morello.tune.machine import ISAS
 
 
 class Skipped(Exception):
     """A peer that cannot run here; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    m: int
-    k: int
-    n: int
-    a_dtype: Dtype
-    b_dtype: Dtype
-    b_col: bool  # B stored as N rows of K, the layout of LLM weights
-    cold: bool  # inputs come from DRAM on every call, as a decoder's weights do
-
-    @property
-    def b_shape(self) -> tuple[int, int]:
-        return (self.n, self.k) if self.b_col else (self.k, self.n)
-
-
-def _np_dtype(dtype: Dtype) -> np.dtype:
-    return np.dtype(ml_dtypes.bfloat16 if dtype == Dtype.BF16 else np.float32)
-
-
-@dataclass
-class Inputs:
-    """Random inputs of a problem, in copies that rotate when the problem is cold, and in
-    as many dtypes as the contenders ask for (each made once and shared)."""
-
-    problem: Problem
-    seed: int = 0
-    _copies: dict[tuple[Dtype, Dtype], tuple[list[np.ndarray], list[np.ndarray]]] = field(
-        default_factory=dict
-    )
-
-    def copies(self, a_dtype: Dtype, b_dtype: Dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        key = (a_dtype, b_dtype)
-        if key not in self._copies:
-            p = self.problem
-            a0, b0 = self.values
-            count = 1
-            if p.cold:
-                size = a0.size * a_dtype.size + b0.size * b_dtype.size
-                count = min(MAX_COPIES, max(1, math.ceil(ROTATION_BYTES / size)))
-            self._copies[key] = (
-                [_aligned_copy(a0, _np_dtype(a_dtype)) for _ in range(count)],
-                [_aligned_copy(b0, _np_dtype(b_dtype)) for _ in range(count)],
-            )
-        return self._copies[key]
-
-    def native(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        return self.copies(self.problem.a_dtype, self.problem.b_dtype)
-
-    @cached_property
-    def values(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copy 0 in the problem's dtypes: every other copy and dtype derives from it."""
-        p = self.problem
-        rng = np.random.default_rng(self.seed)
-        a = rng.uniform(-1, 1, (p.m, p.k)).astype(np.float32).astype(_np_dtype(p.a_dtype))
-        b = rng.uniform(-1, 1, p.b_shape).astype(np.float32).astype(_np_dtype(p.b_dtype))
-        return a, b
-
-    def reference(self) -> tuple[np.ndarray, np.ndarray]:
-        """The exact product in f64, and |A|·|B| to scale error bounds by."""
-        a, b = (x.astype(np.float64) for x in self.values)
-        if self.problem.b_col:
-            b = b.T
-        return a @ b, np.abs(a) @ np.abs(b)
-
-
-def _aligned_copy(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    out = aligned_empty(values.shape, dtype)
-    out[...] = values.astype(dtype)
-    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,17 +37,6 @@ class Contender:
     run: Callable[[int], float]  # reps -> seconds, the loop in compiled code
     output: Callable[[], np.ndarray]  # the last call's result, as f32
     tolerance: float  # its error bound relative to |A|·|B|: see error_bound
-
-
-def error_bound(k: int, bf16_roundings: int = 0) -> float:
-    """|c - ref| / (|A|·|B|) of a K-term f32 dot product (Higham 3.1: (K + 2) u, u = 2^-24),
-    plus 2^-8 for each rounding to bf16 on the way (a narrowed input, a bf16 output)."""
-    return (k + 2) * 2.0**-24 + bf16_roundings * 2.0**-8
-
-
-def max_error(output: np.ndarray, reference: np.ndarray, scale: np.ndarray) -> float:
-    """The largest |output - reference| / (|A|·|B|): what ``error_bound`` bounds."""
-    return float(np.max(np.abs(output.astype(np.float64) - reference) / np.maximum(scale, 1e-30)))
 
 
 def _roundings(problem: Problem, dtype: Dtype, bf16_output: bool = False) -> int:

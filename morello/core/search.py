@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from morello.cost import action_cost
-from morello.memo import InMemoryMemo, Memo, Solution
-from morello.program import Program
-from morello.rewrites import Action, actions, canonical, expand
-from morello.spec import Spec, SpecError
+from morello.core.cost import action_cost
+from morello.core.memo import InMemoryMemo, Memo, Solution
+from morello.core.program import Program
+from morello.core.rewrites import Action, actions, canonical, expand
+from morello.core.spec import Spec
+from morello.errors import SpecError
 
 NO_PROGRAM = Solution(None, math.inf)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from morello.rewrites import Action
-from morello.spec import Spec
+from morello.core.rewrites import Action
+from morello.core.spec import Spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,20 +38,3 @@ class Program:
 
         visit(self, "", "")
         return "\n".join(lines)
-
-    def to_header(
-        self,
-        name: str,
-        *,
-        threads: int = 1,
-        bias: str | None = None,
-        prefetch_bytes: int | None = None,
-    ) -> str:
-        """The C++ header; the dot kernel prefetches as far ahead as ``prefetch_bytes``, by
-        default what ``morello calibrate`` measured on this host (see ``morello.host``)."""
-        from morello import host
-        from morello.codegen import render_header
-
-        if prefetch_bytes is None:
-            prefetch_bytes = host.load().prefetch_bytes
-        return render_header(self, name, threads=threads, bias=bias, prefetch_bytes=prefetch_bytes)

@@ -19,12 +19,11 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from morello.api import matmul_problem
-from morello.cost import RATES, Rates
-from morello.db import MemoDB
-from morello.rewrites import canonical
-from morello.search import Search
-from morello.spec import Spec
+from morello.core.cost import RATES, Rates
+from morello.core.rewrites import canonical
+from morello.core.search import Search
+from morello.core.spec import Spec, matmul_problem
+from morello.store.db import MemoDB
 
 BATCHES_PER_WORKER = 2  # per stage: enough to even out uneven batches, few transactions
 MAX_BATCH = 512
@@ -32,7 +31,7 @@ WORKER_MEMORY_SPECS = 2_000_000  # solutions a worker keeps in memory before dro
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
+class Task:
     """A top-level matmul, as plain values that pickle the same in any process (a Spec's
     cached hashes are per process)."""
 
@@ -50,11 +49,11 @@ class Problem:
 
 def problems(
     max_size: int, dtypes: Sequence[str], layouts: Sequence[str], threads: int = 1
-) -> list[Problem]:
+) -> list[Task]:
     """Every matmul with M, K and N from 1 to ``max_size``, for each dtypes and layouts."""
     sizes = range(1, max_size + 1)
     found = [
-        Problem(m, k, n, d, lay, threads)
+        Task(m, k, n, d, lay, threads)
         for d, lay in itertools.product(dtypes, layouts)
         for m, k, n in itertools.product(sizes, sizes, sizes)
     ]
@@ -63,7 +62,7 @@ def problems(
     return found
 
 
-def solve_batch(db_path: str, rates: Rates, batch: Sequence[Problem]) -> int:
+def solve_batch(db_path: str, rates: Rates, batch: Sequence[Task]) -> int:
     """Solve ``batch`` into the file and commit; the number of problems that needed it.
     Runs in a worker: module-level and picklable for any executor."""
     memo = _worker_memo(db_path, rates)
@@ -91,7 +90,7 @@ def _worker_memo(db_path: str, rates: Rates) -> MemoDB:
     return _WORKER_MEMOS[db_path]
 
 
-def pending(db_path: Path, todo: Sequence[Problem], rates: Rates = RATES) -> list[Problem]:
+def pending(db_path: Path, todo: Sequence[Task], rates: Rates = RATES) -> list[Task]:
     """The problems not yet in the file."""
     memo = MemoDB(db_path, rates)
     try:
@@ -100,9 +99,9 @@ def pending(db_path: Path, todo: Sequence[Problem], rates: Rates = RATES) -> lis
         memo.close()
 
 
-def stages(todo: Sequence[Problem], workers: int) -> list[list[list[Problem]]]:
+def stages(todo: Sequence[Task], workers: int) -> list[list[list[Task]]]:
     """Problems by M+K+N, each stage cut into batches for ``workers`` workers."""
-    by_sum: dict[int, list[Problem]] = {}
+    by_sum: dict[int, list[Task]] = {}
     for p in todo:
         by_sum.setdefault(p.m + p.k + p.n, []).append(p)
     result = []
@@ -115,7 +114,7 @@ def stages(todo: Sequence[Problem], workers: int) -> list[list[list[Problem]]]:
 
 def run(
     db_path: Path,
-    todo: Sequence[Problem],
+    todo: Sequence[Task],
     *,
     executor: Executor | None = None,
     workers: int = 2,

@@ -17,18 +17,21 @@ from pathlib import Path
 import jinja2
 
 from morello import __version__
-from morello.dtypes import Dtype
-from morello.kernels import DOT_PREFETCH_BYTES, Kernel, KernelKind, is_even_odd_widening
-from morello.layout import EVEN_ODD, ROW, Layout, Packed, RowMajor, add
-from morello.program import Program
-from morello.rewrites import Dim, Move, Promote, Tile, ToAccum
-from morello.spec import Op, Spec, SpecError, TensorSpec
-from morello.target import F32_LANES, Level
+from morello.core.dtypes import Dtype
+from morello.core.kernels import DOT_PREFETCH_BYTES, Kernel, KernelKind, is_even_odd_widening
+from morello.core.layout import EVEN_ODD, ROW, Layout, Packed, RowMajor, add
+from morello.core.program import Program
+from morello.core.rewrites import Dim, Move, Promote, Tile, ToAccum
+from morello.core.spec import Op, Spec, TensorSpec
+from morello.core.target import F32_LANES, Level
+from morello.errors import SpecError
 
 # Installed, templates ship inside the package; in a source checkout they sit beside it.
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = next(
-    p for p in (_HERE / "templates", _HERE.parent / "templates") if (p / "header.hpp.j2").exists()
+    p
+    for p in (_PACKAGE / "templates", _PACKAGE.parent / "templates")
+    if (p / "header.hpp.j2").exists()
 )
 INDENT = "  "
 

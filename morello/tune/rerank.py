@@ -25,17 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from morello.bench import BenchKernel, NativeBench, aligned_empty, build_library
-from morello.bench import measure as interleaved
-from morello.cost import Rates, action_cost
-from morello.layout import COL
-from morello.memo import Memo
-from morello.peers import Inputs, Problem, error_bound, max_error
-from morello.program import Program
-from morello.rewrites import Tile
-from morello.search import Search
-from morello.spec import Spec, SpecError
-from morello.target import Level
+from morello.core.cost import Rates, action_cost
+from morello.core.layout import COL
+from morello.core.memo import Memo
+from morello.core.program import Program
+from morello.core.rewrites import Tile
+from morello.core.search import Search
+from morello.core.spec import Spec
+from morello.core.target import Level
+from morello.emit.codegen import render_header
+from morello.errors import BuildError, SpecError
+from morello.tune.harness import BenchKernel, NativeBench, aligned_empty, build_library, measure
+from morello.tune.inputs import Inputs, Problem, error_bound, max_error
 
 SHARE = 0.1  # a node must carry a tenth of the predicted time for its choice to be timed
 PER_NODE = 2  # alternatives kept per such node
@@ -48,7 +49,7 @@ MIN_TIME_S = 0.05
 class Candidate:
     program: Program
     change: str  # the decision that differs from the model's optimum; "" for the optimum
-    prefetch_bytes: int | None = None  # the dot kernel's, if not the host profile's
+    prefetch_bytes: int  # how far ahead the dot kernel prefetches B
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +60,15 @@ class Measured:
     error: float  # max |c - exact| / (|A|·|B|)
 
 
-def neighbours(spec: Spec, threads: int, memo: Memo, count: int) -> list[Candidate]:
+def neighbours(
+    spec: Spec, threads: int, memo: Memo, count: int, prefetch_bytes: int
+) -> list[Candidate]:
     """The model's optimum for ``spec`` and ``count - 1`` of its one-decision neighbours:
     the cheapest of each shape (see ``_shape``) priced CLOSE to the optimum, then the
     cheapest left, by predicted cost."""
     search = Search(threads, memo)
     optimum = search.program(spec)
-    found: dict[Program, Candidate] = {optimum: Candidate(optimum, "")}
+    found: dict[Program, Candidate] = {optimum: Candidate(optimum, "", prefetch_bytes)}
     for path, node, runs in _weighty_nodes(optimum, optimum.cost):
         alternatives = [o for o in search.options(node.spec) if o[1] != node.action]
         alternatives.sort(key=lambda alt: alt[0])
@@ -73,7 +76,7 @@ def neighbours(spec: Spec, threads: int, memo: Memo, count: int) -> list[Candida
             subtree = Program(node.spec, action, tuple(search.program(c) for c in children), cost)
             program = _splice(optimum, path, subtree, threads, memo.rates)
             change = f"{node.action} → {action}" + (f" (×{runs:,})" if runs > 1 else "")
-            found.setdefault(program, Candidate(program, change))
+            found.setdefault(program, Candidate(program, change, prefetch_bytes))
     ranked = sorted(found.values(), key=lambda c: (c.change != "", c.program.cost))
     shapes: set[tuple[str, ...]] = set()
     new_shapes, rest = [], []
@@ -120,7 +123,7 @@ def _splice(
     return Program(root.spec, root.action, tuple(children), cost)
 
 
-def measure(
+def measure_candidates(
     spec: Spec,
     candidates: Sequence[Candidate],
     threads: int,
@@ -129,7 +132,7 @@ def measure(
     log: Callable[[str], None] = lambda line: None,
 ) -> list[Measured]:
     """Compiles the candidates into one library, checks each against the exact product and
-    times them interleaved. Returns them fastest first; a wrong one raises SpecError."""
+    times them interleaved. Returns them fastest first; a wrong one raises BuildError."""
     if not spec.is_matmul:
         raise SpecError("only matmuls can be measured")
     a, b, c = spec.operands
@@ -138,8 +141,11 @@ def measure(
     problem = Problem(m, k, n, a.dtype, b.dtype, b_col=b.layout == COL, cold=b.level == Level.GL)
     kernels = []
     for i, candidate in enumerate(candidates):
-        header = candidate.program.to_header(
-            f"candidate_{i}", threads=threads, prefetch_bytes=candidate.prefetch_bytes
+        header = render_header(
+            candidate.program,
+            f"candidate_{i}",
+            threads=threads,
+            prefetch_bytes=candidate.prefetch_bytes,
         )
         kernels.append(
             BenchKernel(f"candidate {i}", header, f"candidate_{i}", a.dtype, b.dtype, c.dtype)
@@ -160,9 +166,9 @@ def measure(
         bound = error_bound(k)
         for i, error in enumerate(errors):
             if not error <= bound:
-                raise SpecError(f"candidate {i} is wrong: error {error:.2e} > bound {bound:.2e}")
+                raise BuildError(f"candidate {i} is wrong: error {error:.2e} > bound {bound:.2e}")
         log(f"timing {len(kernels)} candidates, {ROUNDS} rounds")
-        timings = interleaved(runs, rounds=ROUNDS, min_time_s=MIN_TIME_S)
+        timings = measure(runs, rounds=ROUNDS, min_time_s=MIN_TIME_S)
     measured = [
         Measured(cand, t.median, t.best, error)
         for cand, t, error in zip(candidates, timings, errors, strict=True)
@@ -171,10 +177,16 @@ def measure(
 
 
 def rank(
-    spec: Spec, threads: int, memo: Memo, count: int, log: Callable[[str], None]
+    spec: Spec,
+    threads: int,
+    memo: Memo,
+    count: int,
+    prefetch_bytes: int,
+    log: Callable[[str], None],
 ) -> list[Measured]:
-    """``measure`` of ``neighbours``: the optimum and its neighbours, fastest first."""
-    return measure(spec, neighbours(spec, threads, memo, count), threads, log=log)
+    """``measure_candidates`` of ``neighbours``: the optimum and its neighbours, fastest first."""
+    candidates = neighbours(spec, threads, memo, count, prefetch_bytes)
+    return measure_candidates(spec, candidates, threads, log=log)
 
 
 def format_ranking(measured: Sequence[Measured]) -> str:

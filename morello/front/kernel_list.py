@@ -21,10 +21,10 @@ from typing import Any
 
 import tomllib
 
-from morello.api import matmul_problem
-from morello.codegen import check_name
-from morello.spec import Spec, SpecError
-from morello.target import AVX2_LIMITS, MemoryLimits
+from morello.core.spec import Spec, matmul_problem
+from morello.core.target import AVX2_LIMITS, MemoryLimits
+from morello.emit.codegen import check_name
+from morello.errors import FileAccessError, SpecError
 
 FIELDS = ("name", "op", "shape", "dtypes", "layouts", "threads", "accumulate", "bias")
 OPS = ("matmul",)
@@ -62,7 +62,7 @@ def load(path: Path) -> tuple[KernelRequest, ...]:
     try:
         text = path.read_text()
     except OSError as e:
-        raise SpecError(f"cannot read kernel list {path}: {e.strerror or e}") from None
+        raise FileAccessError(f"cannot read kernel list {path}: {e.strerror or e}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -12,24 +12,34 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from morello import __version__, cmake_dir, host, kernel_list
-from morello.api import Synthesized, matmul_problem, synthesize_spec
-from morello.codegen import check_name
-from morello.cost import RATES, Rates
-from morello.cpu import ISAS, missing_features
-from morello.db import MemoDB, cache_dir, db_file_name, default_db_path, format_stats, open_memo
-from morello.generate import (
+from morello import __version__, cmake_dir
+from morello.core.cost import RATES, Rates
+from morello.core.memo import InMemoryMemo, Memo
+from morello.core.spec import matmul_problem
+from morello.emit.codegen import check_name
+from morello.errors import BuildError, FileAccessError, HostProfileError, MorelloError, SpecError
+from morello.front import kernel_list
+from morello.front.api import Synthesized, synthesize_spec
+from morello.front.generate import (
     UMBRELLA,
     check_umbrella,
     generate,
     generator_inputs,
     header_names,
 )
-from morello.memo import InMemoryMemo, Memo
-from morello.spec import SpecError
+from morello.store.db import (
+    MemoDB,
+    cache_dir,
+    db_file_name,
+    default_db_path,
+    format_stats,
+    open_memo,
+)
+from morello.tune import host
+from morello.tune.machine import ISAS, missing_features
 
 if TYPE_CHECKING:
-    from morello.rerank import Measured
+    from morello.tune.rerank import Measured
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,7 +241,9 @@ def _synth(args: argparse.Namespace) -> int:
     _at_least_one(args.measure, "--measure")
     memo = _memo(args, profile.rates)
     try:
-        result = synthesize_spec(spec, threads=args.threads, memo=memo, progress=progress)
+        result = synthesize_spec(
+            spec, threads=args.threads, memo=memo, progress=progress, profile=profile
+        )
         if tty:
             print("\r\x1b[K", end="", file=report)
         ranking = None
@@ -248,7 +260,7 @@ def _synth(args: argparse.Namespace) -> int:
         file=report,
     )
     if ranking is not None:
-        from morello.rerank import format_ranking
+        from morello.tune.rerank import format_ranking
 
         print(f"\nmeasured on this machine, fastest first:\n{format_ranking(ranking)}", file=report)
     if args.output:
@@ -256,7 +268,7 @@ def _synth(args: argparse.Namespace) -> int:
             args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(header)
         except OSError as e:
-            raise SpecError(f"cannot write {args.output}: {e.strerror or e}") from None
+            raise FileAccessError(f"cannot write {args.output}: {e.strerror or e}") from None
         print(f"wrote {args.output}", file=report)
     else:
         sys.stdout.write(header)
@@ -275,24 +287,24 @@ def _at_least_one(value: int, option: str) -> None:
 
 
 def _rerank(result: Synthesized, memo: Memo, count: int, report: TextIO) -> list[Measured]:
-    from morello.bench import BenchError
-    from morello.rerank import rank
+    from morello.tune.rerank import rank
 
     def log(line: str) -> None:
         print(f"measuring: {line}", file=report, flush=True)
 
     try:
-        return rank(result.program.spec, result.threads, memo, count, log)
-    except BenchError as e:
-        raise SpecError(f"--measure: {e}") from None
+        spec = result.program.spec
+        return rank(spec, result.threads, memo, count, result.prefetch_bytes, log)
+    except BuildError as e:
+        raise BuildError(f"--measure: {e}") from None
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from morello.benchmarks import run_suite, run_synthesis_suite
+    from morello.bench.suite import run_suite, run_synthesis_suite
 
     if args.synthesis:
-        return run_synthesis_suite(args.db)
-    from morello.peers import PEERS
+        return run_synthesis_suite(args.db, host.load())
+    from morello.bench.peers import PEERS
 
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
     unknown = [p for p in peers if p not in PEERS]
@@ -321,9 +333,9 @@ def _bench(args: argparse.Namespace) -> int:
     memo = _memo(args, profile.rates)
     try:
         if args.workdir is not None:
-            return run_suite(args.workdir, memo, args.out, **options)
+            return run_suite(args.workdir, memo, args.out, profile=profile, **options)
         with tempfile.TemporaryDirectory(prefix="morello-bench-") as tmp:
-            return run_suite(Path(tmp), memo, args.out, **options)
+            return run_suite(Path(tmp), memo, args.out, profile=profile, **options)
     finally:
         memo.close()
 
@@ -331,7 +343,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _precompute(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from morello import precompute
+    from morello.store import precompute
 
     _at_least_one(args.max_size, "--max-size")
     _at_least_one(args.jobs, "--jobs")
@@ -372,7 +384,7 @@ def _generate(args: argparse.Namespace) -> int:
             memo,
             umbrella=args.umbrella,
             progress=lambda r: print(f"morello: synthesizing {r.name}", file=sys.stderr),
-            limits=profile.limits,
+            profile=profile,
         )
     finally:
         memo.close()
@@ -385,7 +397,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> host.HostProfile:
     """Measures the host, prints what it found and writes the profile."""
-    from morello.bench import BenchError
+    from morello.tune.calibrate import KEEP_TIME, calibrate
 
     def log(line: str) -> None:
         print(f"calibrating: {line}", file=sys.stderr, flush=True)
@@ -393,13 +405,13 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
     path = getattr(args, "profile", None) or host.profile_path()
     try:
         previous = host.DEFAULT if getattr(args, "fresh", False) else host.load(path)
-    except host.HostError as e:
+    except HostProfileError as e:
         log(f"replacing an unreadable profile: {e}")
         previous = host.DEFAULT
     try:
-        found = host.calibrate(lambda rates: _memo(args, rates), previous, log=log)
-    except BenchError as e:
-        raise SpecError(f"calibrate: {e}") from None
+        found = calibrate(lambda rates: _memo(args, rates), previous, log=log)
+    except BuildError as e:
+        raise BuildError(f"calibrate: {e}") from None
     profile = found.profile
     print(f"clock {found.clock_hz / 1e9:.2f} GHz (a chain of dependent adds)")
     print(f"{'rate':>24}  {'measured':>9}  {'fastest yet':>11}  {'used':>6}  {'default':>7}")
@@ -414,7 +426,7 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
         if t == found.trials[0]:
             mark = "  <- fastest"
         elif t.prefetch_bytes == profile.prefetch_bytes:
-            mark = f"  <- kept: the saved distance, within {host.KEEP_TIME:.0%} of the fastest"
+            mark = f"  <- kept: the saved distance, within {KEEP_TIME:.0%} of the fastest"
         print(
             f"{t.prefetch_bytes:>12} B  {t.seconds * 1e3:>6.3f} ms  {t.gb_per_s:>7.1f} GB/s{mark}"
         )
@@ -453,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             case "db":
                 return _db_stats(args)
-    except SpecError as e:
+    except MorelloError as e:
         print(f"morello: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

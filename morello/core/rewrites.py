@@ -12,16 +12,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from morello.dtypes import Dtype
-from morello.kernels import (
+from morello.core.dtypes import Dtype
+from morello.core.kernels import (
     DOT_MAX_REGISTERS,
     OUTER_FMA_TEMPORARIES,
     Kernel,
     kernels_for,
 )
-from morello.layout import CACHE_LINE, COL, EVEN_ODD, ROW, Layout, Packed
-from morello.spec import Op, Spec, TensorSpec
-from morello.target import F32_LANES, L1_WAYS, L2_SAFE_RUNS, Level, MemoryLimits
+from morello.core.layout import CACHE_LINE, COL, EVEN_ODD, ROW, Layout, Packed
+from morello.core.spec import Op, Spec, TensorSpec
+from morello.core.target import F32_LANES, L1_WAYS, L2_SAFE_RUNS, Level, MemoryLimits
 
 A, B, C = 0, 1, 2
 

@@ -17,14 +17,35 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from morello import host, rerank
-from morello.api import matmul_problem, synthesize_spec
-from morello.bench import (
+from morello.bench.peers import (
+    PEERS,
+    UNCAPPED,
+    Contender,
+    Skipped,
+    peer_environment,
+)
+from morello.bench.report import (
+    SuiteResult,
+    SystemResult,
+    ThreadResult,
+    WorkloadResult,
+    threads_label,
+)
+from morello.core.dtypes import Dtype
+from morello.core.layout import COL, ROW
+from morello.core.memo import Memo
+from morello.core.search import synthesize
+from morello.core.spec import matmul_problem, matmul_spec
+from morello.emit.codegen import render_header
+from morello.errors import SpecError
+from morello.store.db import MemoDB, format_stats
+from morello.tune import rerank
+from morello.tune.harness import (
     BANDWIDTH_BYTES,
     BenchKernel,
     NativeBench,
@@ -33,29 +54,8 @@ from morello.bench import (
     log,
     measure,
 )
-from morello.bench_report import (
-    SuiteResult,
-    SystemResult,
-    ThreadResult,
-    WorkloadResult,
-    threads_label,
-)
-from morello.db import MemoDB, format_stats
-from morello.dtypes import Dtype
-from morello.memo import Memo
-from morello.peers import (
-    PEERS,
-    UNCAPPED,
-    Contender,
-    Inputs,
-    Problem,
-    Skipped,
-    error_bound,
-    max_error,
-    peer_environment,
-)
-from morello.spec import SpecError
-from morello.target import AVX2_LIMITS, MemoryLimits
+from morello.tune.host import DEFAULT, HostProfile
+from morello.tune.inputs import Inputs, Problem, error_bound, max_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,7 @@ def synthesize_kernels(
     threads: tuple[int, ...],
     memo: Memo,
     measure: int = 1,
-    limits: MemoryLimits = AVX2_LIMITS,
+    profile: HostProfile = DEFAULT,
 ) -> tuple[list[BenchKernel], dict[int, list[Job]]]:
     """One kernel per workload and thread count; with ``measure`` > 1, the fastest of the
     model's optimum and its cheapest neighbours, timed here (see ``rerank``)."""
@@ -134,22 +134,24 @@ def synthesize_kernels(
     for t in threads:
         for w in workloads:
             p = w.problem
-            spec = matmul_problem(
-                f"{p.m}x{p.k}x{p.n}",
-                f"{p.a_dtype.value},{p.b_dtype.value},f32",
-                f"row,{'col' if p.b_col else 'row'},row",
-                threads=t,
-                limits=limits,
-            )
-            result = synthesize_spec(spec, threads=t, memo=memo)
+            layouts = (ROW, COL if p.b_col else ROW, ROW)
+            dtypes = (p.a_dtype, p.b_dtype, F)
+            spec = matmul_spec(p.m, p.k, p.n, dtypes, layouts, threads=t, limits=profile.limits)
+            program, stats = synthesize(spec, threads=t, memo=memo)
             log(
                 f"  {w.name}, {threads_label(t)}: "
-                f"{result.stats.specs_solved:,} Specs solved in {result.stats.seconds:.1f} s"
+                f"{stats.specs_solved:,} Specs solved in {stats.seconds:.1f} s"
             )
             note = ""
             if measure > 1:
-                spec = result.program.spec
-                ranking = rerank.rank(spec, t, memo, measure, lambda line: log(f"    {line}"))
+                ranking = rerank.rank(
+                    program.spec,
+                    t,
+                    memo,
+                    measure,
+                    profile.prefetch_bytes,
+                    lambda line: log(f"    {line}"),
+                )
                 chosen = ranking[0]
                 optimum = next(r for r in ranking if not r.candidate.change)
                 note = f"fastest of {len(ranking)} measured candidates"
@@ -157,10 +159,10 @@ def synthesize_kernels(
                     f"    chose {chosen.candidate.change or 'the optimum'}: "
                     f"{optimum.seconds / chosen.seconds:.3f}x the model's optimum"
                 )
-                result = replace(result, program=chosen.candidate.program)
+                program = chosen.candidate.program
             name = f"bench_kernel_{len(kernels)}"
             jobs[t].append(Job(w, len(kernels), note))
-            header = result.to_header(name)
+            header = render_header(program, name, threads=t, prefetch_bytes=profile.prefetch_bytes)
             kernels.append(BenchKernel(w.name, header, name, p.a_dtype, p.b_dtype, F))
     return kernels, jobs
 
@@ -272,8 +274,9 @@ def run_suite(
     only: tuple[str, ...] = (),
     measure: int = 1,
     peer_isa: str = "native",
+    profile: HostProfile = DEFAULT,
 ) -> int:
-    from morello.bench_report import check_bars, format_report, plot, versions, write_json
+    from morello.bench.report import check_bars, format_report, plot, versions, write_json
 
     workloads = tuple(w for w in SUITE if not only or any(o in w.name for o in only))
     if not workloads:
@@ -281,10 +284,9 @@ def run_suite(
     cores = len(os.sched_getaffinity(0))
     if max(threads) > cores:
         raise SpecError(f"{max(threads)} threads asked for, but this process has {cores} cores")
-    profile = host.load()
     log(f"dot kernels prefetch {profile.prefetch_bytes} B ahead ({profile.source})")
     log("synthesizing:")
-    kernels, jobs = synthesize_kernels(workloads, threads, memo, measure, profile.limits)
+    kernels, jobs = synthesize_kernels(workloads, threads, memo, measure, profile)
     log("compiling the benchmark library")
     library = build_library(kernels, workdir)
     # OpenBLAS's threads spin ~2^28 cycles (about 0.1 s) after a call: the pause outlasts it.
@@ -342,11 +344,11 @@ SYNTHESIS_SUITE = (
 WARM_RUNS = 5
 
 
-def run_synthesis_suite(precomputed: Path | None) -> int:
+def run_synthesis_suite(precomputed: Path | None, profile: HostProfile = DEFAULT) -> int:
     """Cold: a new, empty file. Warm: the same file in a new process, the whole command
-    timed (start-up, imports, lookups, code generation). Medians over repeated runs."""
+    timed (start-up, imports, lookups, code generation). Medians over repeated runs.
+    ``profile`` must be the one the ``morello synth`` commands timed here load."""
     rows = []
-    profile = host.load()  # as the `morello synth` commands timed below will
     with tempfile.TemporaryDirectory(prefix="morello-synth-bench-") as tmp:
         for label, shape, dtypes, layouts, cold_runs in SYNTHESIS_SUITE:
             spec = matmul_problem(shape, dtypes, layouts, limits=profile.limits)
@@ -355,7 +357,7 @@ def run_synthesis_suite(precomputed: Path | None) -> int:
                 path = Path(tmp) / f"{shape}-{run}.sqlite3"
                 with MemoDB(path, profile.rates) as memo:
                     print(f"  {label}: cold run {run + 1}/{cold_runs} ...", file=sys.stderr)
-                    stats = synthesize_spec(spec, memo=memo).stats
+                    _, stats = synthesize(spec, memo=memo)
                 cold.append(stats)
             command = [sys.executable, "-m", "morello", "synth", "matmul", shape]
             command += ["--dtypes", dtypes, "--layouts", layouts, "--db", str(path)]

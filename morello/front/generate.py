@@ -12,12 +12,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from morello.api import synthesize_spec
-from morello.codegen import check_name
-from morello.kernel_list import KernelRequest
-from morello.memo import Memo
-from morello.spec import SpecError
-from morello.target import AVX2_LIMITS, MemoryLimits
+from morello.core.memo import Memo
+from morello.emit.codegen import check_name
+from morello.errors import FileAccessError, SpecError
+from morello.front.api import synthesize_spec
+from morello.front.kernel_list import KernelRequest
+from morello.tune.host import DEFAULT, HostProfile, profile_path
 
 UMBRELLA = "morello_kernels.hpp"
 
@@ -47,14 +47,13 @@ def generator_inputs(kernels: Path) -> list[Path]:
     """What the headers depend on: the list, the installed morello (its modules, which
     hold its version and model, and its templates), and the host profile if there is one
     (its rates and prefetch distance)."""
-    from morello import host
-    from morello.codegen import TEMPLATES
+    from morello.emit.codegen import TEMPLATES
 
-    package = Path(__file__).resolve().parent
-    profile = host.profile_path()
+    package = Path(__file__).resolve().parent.parent
+    profile = profile_path()
     return [
         kernels.resolve(),
-        *sorted(package.glob("*.py")),
+        *sorted(package.rglob("*.py")),
         *sorted(Path(TEMPLATES).resolve().glob("*.j2")),
         *([profile.resolve()] if profile.exists() else []),
     ]
@@ -81,22 +80,21 @@ def generate(
     *,
     umbrella: str = UMBRELLA,
     progress: Callable[[KernelRequest], None] | None = None,
-    limits: MemoryLimits = AVX2_LIMITS,
+    profile: HostProfile = DEFAULT,
 ) -> Generated:
     check_umbrella(requests, umbrella)
     texts: dict[str, str] = {}
     for request in requests:
         if progress is not None:
             progress(request)
-        result = synthesize_spec(request.spec(limits), threads=request.threads, memo=memo)
-        texts[f"{request.name}.hpp"] = result.program.to_header(
-            request.name, threads=request.threads, bias=request.bias_mode
-        )
+        spec = request.spec(profile.limits)
+        result = synthesize_spec(spec, threads=request.threads, memo=memo, profile=profile)
+        texts[f"{request.name}.hpp"] = result.to_header(request.name, bias=request.bias_mode)
     texts[umbrella] = umbrella_text(requests, umbrella)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise SpecError(f"cannot create {out_dir}: {e.strerror or e}") from None
+        raise FileAccessError(f"cannot create {out_dir}: {e.strerror or e}") from None
     written, unchanged = [], []
     for name, text in texts.items():
         path = out_dir / name
@@ -114,12 +112,12 @@ def _write_if_changed(path: Path, text: str) -> bool:
     except (FileNotFoundError, UnicodeDecodeError):
         pass
     except OSError as e:
-        raise SpecError(f"cannot read {path}: {e.strerror or e}") from None
+        raise FileAccessError(f"cannot read {path}: {e.strerror or e}") from None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
     except OSError as e:
-        raise SpecError(f"cannot write {path}: {e.strerror or e}") from None
+        raise FileAccessError(f"cannot write {path}: {e.strerror or e}") from None
     return True

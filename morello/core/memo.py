@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from morello.cost import RATES, Rates
-from morello.rewrites import Action
-from morello.spec import Spec
+from morello.core.cost import RATES, Rates
+from morello.core.rewrites import Action
+from morello.core.spec import Spec
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,14 @@ them, so two paths to the same sub-problem share one solution.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-from morello.dtypes import Dtype
-from morello.layout import ROW, Layout
-from morello.target import AVX2_LIMITS, F32_LANES, L3_BYTES, Level, MemoryLimits
+from morello.core.dtypes import Dtype
+from morello.core.layout import ROW, Layout, parse_layout
+from morello.core.target import AVX2_LIMITS, F32_LANES, L3_BYTES, Level, MemoryLimits
+from morello.errors import SpecError
 
 
 class Op(enum.Enum):
@@ -159,10 +161,6 @@ class Spec:
 MAX_DIMENSION = 2**30
 
 
-class SpecError(ValueError):
-    """A Spec a user asked for that cannot exist or has no kernel path."""
-
-
 def _caller_levels(operands: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
     """Marks the caller's tensors that stay in L3 between passes, smallest first, within
     L3_BYTES: re-reading them costs a cache stream, not DRAM."""
@@ -187,7 +185,7 @@ def matmul_spec(
     limits: MemoryLimits = AVX2_LIMITS,
 ) -> Spec:
     """The Spec of the public contract: operands dense in the caller's memory, with what
-    a program may allocate on the host (``morello.host``)."""
+    a program may allocate on the host (``morello.tune.host``)."""
     for name, size in (("M", m), ("K", k), ("N", n)):
         if size <= 0:
             raise SpecError(f"dimension {name} must be positive, got {size}")
@@ -205,3 +203,38 @@ def matmul_spec(
     operands = _caller_levels(tuple(TensorSpec(s, d, lay, Level.GL) for s, d, lay in pairs))
     op = Op.MATMUL_ACCUM if accumulate else Op.MATMUL
     return Spec(op, operands, limits, serial=threads == 1)
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    parts = re.fullmatch(r"\s*(-?\d+)\s*[xX*]\s*(-?\d+)\s*[xX*]\s*(-?\d+)\s*", text)
+    if parts is None:
+        raise SpecError(f"shape {text!r} is not MxKxN (e.g. 1x2048x16384)")
+    m, k, n = (int(p) for p in parts.groups())
+    return m, k, n
+
+
+def _triple(text: str, what: str) -> list[str]:
+    items = [t.strip() for t in text.split(",")]
+    if len(items) != 3 or not all(items):
+        raise SpecError(f"{what} {text!r} must name three operands, A,B,C (e.g. bf16,bf16,f32)")
+    return items
+
+
+def matmul_problem(
+    shape: str,
+    dtypes: str,
+    layouts: str = "row,row,row",
+    *,
+    threads: int = 1,
+    accumulate: bool = False,
+    limits: MemoryLimits = AVX2_LIMITS,
+) -> Spec:
+    """The Spec of ``morello synth matmul SHAPE --dtypes ... --layouts ...``."""
+    m, k, n = parse_shape(shape)
+    try:
+        da, db, dc = (Dtype.parse(t) for t in _triple(dtypes, "--dtypes"))
+        la, lb, lc = (parse_layout(t) for t in _triple(layouts, "--layouts"))
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    dts, lays = (da, db, dc), (la, lb, lc)
+    return matmul_spec(m, k, n, dts, lays, accumulate=accumulate, threads=threads, limits=limits)
