@@ -127,6 +127,24 @@ def test_keyword_name_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
     assert err.startswith("morello: error:")
 
 
+@pytest.mark.parametrize("threads", ["1025", "100000"])
+def test_a_thread_count_no_machine_has_is_refused_at_once(
+    threads: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(synth("2x3x4", F32, "--threads", threads), capsys)
+    assert code == 2
+    assert f"threads must be from 1 to 1024, got {threads}" in err, err
+
+
+def test_far_more_threads_than_cpus_is_warned_about(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    code, _, err = run(synth("2x3x4", F32, "--threads", "16", "--no-db"), capsys)
+    assert code == 0, err
+    assert "--threads 16 is far above this machine's 2 CPUs" in err, err
+
+
 def test_negative_leading_dimension_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(synth("-4x8x16"), capsys)
     assert code == 2

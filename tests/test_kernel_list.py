@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from morello.core.memo import InMemoryMemo
-from morello.errors import SpecError
+from morello.errors import FileAccessError, SpecError
 from morello.front.generate import generate
 from morello.front.kernel_list import load, parse
 
@@ -33,7 +33,7 @@ accumulate = true
 
 
 def kernel(**fields: object) -> dict:
-    base: dict = {"name": "k", "shape": [2, 3, 4], "dtypes": "f32,f32,f32"}
+    base: dict = {"name": "gemm", "shape": [2, 3, 4], "dtypes": "f32,f32,f32"}
     base.update(fields)
     return {"kernel": [{k: v for k, v in base.items() if v is not None}]}
 
@@ -46,15 +46,23 @@ def kernel(**fields: object) -> dict:
         (kernel(name=None), ["kernel #1", "'name'", "missing"]),
         (kernel(name="2fast"), ["kernel '2fast'", "'name'", "identifier"]),
         (kernel(name="class"), ["'name'", "keyword"]),
-        (kernel(shape=None), ["kernel 'k'", "'shape'", "missing"]),
-        (kernel(shape=[1, 2]), ["kernel 'k'", "'shape'"]),
-        (kernel(shape="1x0x3"), ["kernel 'k'", "'shape'", "dimension K"]),
+        (kernel(shape=None), ["kernel 'gemm'", "'shape'", "missing"]),
+        (kernel(shape=[1, 2]), ["kernel 'gemm'", "'shape'"]),
+        (kernel(shape="1x0x3"), ["kernel 'gemm'", "'shape'", "dimension K"]),
         (kernel(shape=[1.5, 2, 3]), ["'shape'"]),
-        (kernel(dtypes="f16,f32,f32"), ["kernel 'k'", "'dtypes'", "'f16'"]),
+        (kernel(shape=[1, [2], 3]), ["kernel 'gemm'", "'shape'", "[1, [2], 3]"]),
+        (kernel(shape=[1, "2", 3]), ["'shape'"]),
+        (kernel(shape=[1, True, 3]), ["'shape'"]),
+        (kernel(shape="1xtwox3"), ["'shape'"]),
+        (kernel(shape={"m": 1}), ["'shape'"]),
+        (kernel(name="m"), ["kernel 'm'", "'name'", "uses itself"]),
+        (kernel(name="NULL"), ["'name'", "macro"]),
+        (kernel(threads=4096), ["'threads'"]),
+        (kernel(dtypes="f16,f32,f32"), ["kernel 'gemm'", "'dtypes'", "'f16'"]),
         (kernel(dtypes="bf16,bf16,bf16"), ["'dtypes'", "no kernel path"]),
         (kernel(layouts="row,diag,row"), ["'layouts'", "'diag'"]),
         (kernel(layouts=["row", "col"]), ["'layouts'", "A, B and C"]),
-        (kernel(threads=0), ["'threads'", "at least 1"]),
+        (kernel(threads=0), ["'threads'", "from 1 to 1024"]),
         (kernel(threads="2"), ["'threads'", "not a int"]),
         (kernel(bias="yes"), ["'bias'", "not a bool"]),
         (kernel(op="conv"), ["'op'", "'conv'"]),
@@ -70,7 +78,7 @@ def test_errors_name_the_kernel_and_the_field(data: dict, words: list[str]) -> N
 
 
 def test_names_may_not_clash_with_each_other_or_the_descriptors() -> None:
-    for second in ("k", "k_kernel"):
+    for second in ("gemm", "gemm_kernel"):
         data = {"kernel": [kernel()["kernel"][0], kernel(name=second)["kernel"][0]]}
         with pytest.raises(SpecError, match=f"kernel '{second}': field 'name': clashes"):
             parse(data, "kernels.toml")
@@ -81,7 +89,7 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
     bad.write_text("[[kernel]\nname = ")
     with pytest.raises(SpecError, match="not valid TOML"):
         load(bad)
-    with pytest.raises(SpecError, match="cannot read kernel list"):
+    with pytest.raises(FileAccessError, match="cannot read kernel list"):
         load(tmp_path / "missing.toml")
 
 

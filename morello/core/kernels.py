@@ -1,7 +1,8 @@
 """The AVX2 microkernel catalogue: which Specs each kernel implements, and what it needs.
 
-A kernel is a leaf of a program. Its C++ text lives in ``templates/kernels.hpp.j2`` (one
-macro per family, parameterized by tile shape and dtypes) and its cost in ``cost.py``.
+A kernel is a leaf of a program. Its C++ text lives in
+``morello/emit/templates/kernels.hpp.j2`` (one macro per family, parameterized by tile
+shape and dtypes) and its cost in ``cost.py``.
 """
 
 from __future__ import annotations

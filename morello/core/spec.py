@@ -173,6 +173,11 @@ def _caller_levels(operands: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
     return tuple(replace(t, level=level) for t, level in zip(operands, levels, strict=True))
 
 
+# More threads than any one machine morello targets has cores: a typo, not a request (the
+# search would spend minutes on parallel splits no host can run).
+MAX_THREADS = 1024
+
+
 def matmul_spec(
     m: int,
     k: int,
@@ -191,8 +196,8 @@ def matmul_spec(
             raise SpecError(f"dimension {name} must be positive, got {size}")
         if size > MAX_DIMENSION:
             raise SpecError(f"dimension {name} is {size}, more than the {MAX_DIMENSION} supported")
-    if threads < 1:
-        raise SpecError(f"threads must be at least 1, got {threads}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise SpecError(f"threads must be from 1 to {MAX_THREADS}, got {threads}")
     if dtypes[2] != Dtype.F32:
         raise SpecError(
             f"no kernel path for C of dtype {dtypes[2].value}: results are accumulated "

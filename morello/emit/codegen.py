@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
-from pathlib import Path
 
 import jinja2
 
@@ -24,15 +23,9 @@ from morello.core.program import Program
 from morello.core.rewrites import Dim, Move, Promote, Tile, ToAccum
 from morello.core.spec import Op, Spec, TensorSpec
 from morello.core.target import F32_LANES, Level
-from morello.errors import SpecError
+from morello.emit import TEMPLATES
+from morello.emit.names import check_name
 
-# Installed, templates ship inside the package; in a source checkout they sit beside it.
-_PACKAGE = Path(__file__).resolve().parent.parent
-TEMPLATES = next(
-    p
-    for p in (_PACKAGE / "templates", _PACKAGE.parent / "templates")
-    if (p / "header.hpp.j2").exists()
-)
 INDENT = "  "
 
 
@@ -381,54 +374,6 @@ def _bias_prologue(spec: Spec, bias: str) -> str:
         f"    for (int64_t j = 0; j < {n}; ++j) c[{at}] {op} bias[j];\n"
         "  }"
     )
-
-
-_CPP_KEYWORD_TEXT = (
-    "alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t "
-    "char16_t char32_t class compl concept const consteval constexpr constinit const_cast "
-    "continue co_await co_return co_yield decltype default delete do double dynamic_cast "
-    "else enum explicit export extern false float for friend goto if inline int long mutable "
-    "namespace new noexcept not not_eq nullptr operator or or_eq private protected public "
-    "register reinterpret_cast requires return short signed sizeof static static_assert "
-    "static_cast struct switch template this thread_local throw true try typedef typeid "
-    "typename union unsigned using virtual void volatile wchar_t while xor xor_eq"
-)
-_CPP_KEYWORDS = frozenset(_CPP_KEYWORD_TEXT.split())
-
-
-# Names the header itself uses at namespace or function scope.
-_HEADER_NAMES = frozenset(
-    (
-        "a",
-        "b",
-        "c",
-        "parallel_for",
-        "bias",
-        "Dtype",
-        "Layout",
-        "KernelList",
-        "detail",
-        "DefaultParallelFor",
-        "morello",
-        "std",
-        "int64_t",
-        "uint16_t",
-        "uint32_t",
-        "size_t",
-    )
-)
-
-
-def check_name(name: str, what: str = "kernel name") -> None:
-    """A kernel name must be a plain C++ identifier that the header can define."""
-    if not name.isidentifier() or not name.isascii():
-        raise SpecError(f"{what} {name!r} is not a C++ identifier")
-    if name in _CPP_KEYWORDS:
-        raise SpecError(f"{what} {name!r} is a C++ keyword")
-    if name in _HEADER_NAMES:
-        raise SpecError(f"{what} {name!r} is a name the header uses itself; pick another")
-    if name.startswith("__") or (name.startswith("_") and name[1:2].isupper()):
-        raise SpecError(f"{what} {name!r} is reserved to the C++ implementation")
 
 
 _PREFETCHING = (KernelKind.DOT, KernelKind.DOT_ROWS)  # kernels that prefetch B ahead

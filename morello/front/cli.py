@@ -13,32 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from morello import __version__, cmake_dir
-from morello.core.cost import RATES, Rates
-from morello.core.memo import InMemoryMemo, Memo
-from morello.core.spec import matmul_problem
-from morello.emit.codegen import check_name
 from morello.errors import BuildError, FileAccessError, HostProfileError, MorelloError, SpecError
-from morello.front import kernel_list
-from morello.front.api import Synthesized, synthesize_spec
-from morello.front.generate import (
-    UMBRELLA,
-    check_umbrella,
-    generate,
-    generator_inputs,
-    header_names,
-)
-from morello.store.db import (
-    MemoDB,
-    cache_dir,
-    db_file_name,
-    default_db_path,
-    format_stats,
-    open_memo,
-)
+from morello.front.kernel_list import UMBRELLA
+from morello.store import cache_dir
 from morello.tune import host
 from morello.tune.machine import ISAS, missing_features
 
+# The search, the code generator, numpy and the measurement load when a command runs, not
+# for `morello --help` or a mistyped option.
 if TYPE_CHECKING:
+    from morello.core.cost import Rates
+    from morello.core.memo import Memo
+    from morello.front.api import Synthesized
     from morello.tune.rerank import Measured
 
 
@@ -205,6 +191,9 @@ def _db_options(parser: argparse.ArgumentParser, *, can_disable: bool = True) ->
 
 def _memo(args: argparse.Namespace, rates: Rates) -> Memo:
     """The memo table of the model with the host's ``rates``."""
+    from morello.core.memo import InMemoryMemo
+    from morello.store.db import open_memo
+
     if getattr(args, "no_db", False):
         if args.db is not None:
             raise SpecError("--db and --no-db contradict each other: pass one")
@@ -213,6 +202,10 @@ def _memo(args: argparse.Namespace, rates: Rates) -> Memo:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from morello.core.spec import matmul_problem
+    from morello.emit.names import check_name
+    from morello.front.api import synthesize_spec
+
     profile = host.load()
     spec = matmul_problem(
         args.shape,
@@ -223,6 +216,7 @@ def _synth(args: argparse.Namespace) -> int:
         limits=profile.limits,
     )
     check_name(args.name, "--name")
+    _warn_threads(args.threads, "--threads")
     missing = missing_features()
     if missing:
         print(
@@ -275,7 +269,21 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_threads(threads: int, what: str) -> None:
+    """Far more threads than this machine has is legal (a kernel built for a bigger host),
+    but more often a typo: say so, as the search for many threads takes longer."""
+    cpus = os.cpu_count() or 1
+    if threads > 4 * cpus:
+        print(
+            f"morello: warning: {what} {threads} is far above this machine's {cpus} CPUs; "
+            "the kernel is synthesized for that many, but cannot be measured here",
+            file=sys.stderr,
+        )
+
+
 def _memo_note(memo: Memo) -> str:
+    from morello.store.db import MemoDB
+
     if not isinstance(memo, MemoDB):
         return " (no memo table)"
     return f"; {memo.loaded:,} answered from the memo table {memo.path}"
@@ -344,6 +352,7 @@ def _precompute(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from morello.store import precompute
+    from morello.store.db import default_db_path
 
     _at_least_one(args.max_size, "--max-size")
     _at_least_one(args.jobs, "--jobs")
@@ -367,8 +376,13 @@ def _precompute(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from morello.front import kernel_list
+    from morello.front.generate import check_umbrella, generate, generator_inputs, header_names
+
     requests = kernel_list.load(args.kernels)
     check_umbrella(requests, args.umbrella)
+    for request in requests:
+        _warn_threads(request.threads, f"kernel {request.name!r}: threads")
     if args.list:
         for name in header_names(requests, args.umbrella):
             print(f"output {args.output_dir / name}")
@@ -397,6 +411,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> host.HostProfile:
     """Measures the host, prints what it found and writes the profile."""
+    from morello.core.cost import RATES
+    from morello.store.db import db_file_name
     from morello.tune.calibrate import KEEP_TIME, calibrate
 
     def log(line: str) -> None:
@@ -439,6 +455,8 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
 
 
 def _db_stats(args: argparse.Namespace) -> int:
+    from morello.store.db import MemoDB, default_db_path, format_stats
+
     rates = host.load().rates
     path = args.db or default_db_path(rates)
     if not path.exists():

@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from morello.core.memo import Memo
-from morello.emit.codegen import check_name
+from morello.emit.names import check_name
 from morello.errors import FileAccessError, SpecError
 from morello.front.api import synthesize_spec
-from morello.front.kernel_list import KernelRequest
+from morello.front.kernel_list import UMBRELLA, KernelRequest
 from morello.tune.host import DEFAULT, HostProfile, profile_path
-
-UMBRELLA = "morello_kernels.hpp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +45,7 @@ def generator_inputs(kernels: Path) -> list[Path]:
     """What the headers depend on: the list, the installed morello (its modules, which
     hold its version and model, and its templates), and the host profile if there is one
     (its rates and prefetch distance)."""
-    from morello.emit.codegen import TEMPLATES
+    from morello.emit import TEMPLATES
 
     package = Path(__file__).resolve().parent.parent
     profile = profile_path()

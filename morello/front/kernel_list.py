@@ -23,8 +23,10 @@ import tomllib
 
 from morello.core.spec import Spec, matmul_problem
 from morello.core.target import AVX2_LIMITS, MemoryLimits
-from morello.emit.codegen import check_name
+from morello.emit.names import check_name
 from morello.errors import FileAccessError, SpecError
+
+UMBRELLA = "morello_kernels.hpp"  # the header that includes every kernel of a list
 
 FIELDS = ("name", "op", "shape", "dtypes", "layouts", "threads", "accumulate", "bias")
 OPS = ("matmul",)
@@ -140,20 +142,21 @@ def _field_of(message: str) -> str:
 
 
 def _shape(value: Any, where: str) -> tuple[int, int, int]:
+    bad = SpecError(f"{where}: field 'shape': {value!r} is not [M, K, N] or \"MxKxN\"")
     if isinstance(value, str):
         parts = value.lower().replace("*", "x").split("x")
+        if not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise bad
     elif isinstance(value, list):
         parts = value
+        # TOML integers only: not [2] or 2.0 or true.
+        if not all(type(p) is int for p in parts):
+            raise bad
     else:
-        raise SpecError(f"{where}: field 'shape': {value!r} is not [M, K, N] or \"MxKxN\"")
-    try:
-        if len(parts) != 3 or any(isinstance(p, bool | float) for p in parts):
-            raise ValueError
-        m, k, n = (int(p) for p in parts)
-    except ValueError:
-        raise SpecError(
-            f"{where}: field 'shape': {value!r} is not [M, K, N] or \"MxKxN\""
-        ) from None
+        raise bad
+    if len(parts) != 3:
+        raise bad
+    m, k, n = (int(p) for p in parts)
     return m, k, n
 
 

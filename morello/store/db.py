@@ -38,7 +38,7 @@ from morello.core.rewrites import Action, expand
 from morello.core.spec import Spec
 from morello.core.target import AVX2_LIMITS
 from morello.errors import FileAccessError, MemoTableError
-from morello.store import table
+from morello.store import cache_dir, table
 from morello.store.table import Point, Regions, decode_action, encode_action, locate
 
 TARGET = f"avx2 {AVX2_LIMITS}"
@@ -106,11 +106,6 @@ def default_db_path(rates: Rates = RATES) -> Path:
     if os.environ.get("MORELLO_DB"):
         return Path(os.environ["MORELLO_DB"])
     return cache_dir() / db_file_name(rates)
-
-
-def cache_dir() -> Path:
-    """morello's directory in the user's cache ($XDG_CACHE_HOME is honoured)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "morello"
 
 
 @dataclass(frozen=True, slots=True)

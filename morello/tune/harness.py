@@ -1,8 +1,9 @@
 """Benchmark harness: compiled timing loops, and the protocol that interleaves systems.
 
 The synthesized kernels, BLAS entry points and the probes of the machine's limits are timed
-by loops in one shared library (``templates/bench_lib.cpp.j2``) loaded with ctypes; peers
-that only exist in Python run their loops in their own compiled runtime (TorchScript, XLA).
+by loops in one shared library (``morello/emit/templates/bench_lib.cpp.j2``) loaded with
+ctypes; peers that only exist in Python run their loops in their own compiled runtime
+(TorchScript, XLA).
 ``measure`` then runs every system round by round, so that the slow drifts of a noisy
 shared VM hit all of them alike instead of whichever ran last.
 """
@@ -25,7 +26,7 @@ import jinja2
 import numpy as np
 
 from morello.core.dtypes import Dtype
-from morello.emit.codegen import TEMPLATES
+from morello.emit import TEMPLATES
 from morello.errors import BuildError
 from morello.tune.machine import beyond_l3
 

@@ -20,7 +20,7 @@ from morello.core.cost import RATES, Rates
 from morello.core.kernels import DOT_PREFETCH_BYTES
 from morello.core.target import AVX2_LIMITS, MemoryLimits
 from morello.errors import HostProfileError
-from morello.store.db import cache_dir
+from morello.store import cache_dir
 
 RERUN = "rerun `morello calibrate`"
 # The probes' version, saved with the profile: a probe that measures something new (2: the
