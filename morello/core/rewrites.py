@@ -121,37 +121,81 @@ def _tile_operands(spec: Spec, dim: Dim, size: int, step: int) -> Spec | None:
 
 
 def expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
-    """The sub-Specs ``action`` decomposes ``spec`` into, or None if it cannot."""
-    children = _expand(spec, action)
+    """The sub-Specs ``action`` decomposes ``spec`` into, or None if it cannot; each
+    sub-Spec ``canonical``, as the search memoizes it."""
+    children = expand_raw(spec, action)
     return None if children is None else tuple(canonical(c) for c in children)
 
 
 @lru_cache(maxsize=1 << 16)
 def canonical(spec: Spec) -> Spec:
     """Cap the budgets at what the Spec's subtree could ever use, so that Specs reached
-    with more room than they can use share one memo entry. Every check of a budget is
-    ``need <= budget`` with a need no larger than the cap, so capping changes no answer."""
+    with more room than they can use share one memo entry.
+
+    Each cap is a budget under which every check of that level anywhere below ``spec``
+    passes: ``_cap`` of every buffer that can be placed in the level below it, each as
+    large as it can get. At or above its cap no check tells two budgets apart, and a
+    budget below its cap is left as it is, so capping changes no rewrite offered anywhere
+    below (tests/test_canonical.py walks both spaces in lockstep). Registers: C's tile
+    once moved into them, and the kernels' own (``_vrf_need``).
+    """
     if not spec.is_matmul:
         # Zero and Move are single kernels that allocate nothing.
         return spec if spec.limits == NO_BUDGET else replace(spec, limits=NO_BUDGET)
-    l1_need = l2_need = 0
-    for index, t in enumerate(spec.operands):
-        if t.level.is_register:
-            continue
-        l1_need += footprint(t) if t.level < Level.L1 else 0
-        l2_need += footprint(t) if t.level < Level.L2 else 0
-        if index != C and not t.owned and t.level < Level.L1:  # one copy per input per path
-            l1_need += EVEN_ODD.buffer_elems(t.shape) * Dtype.F32.size  # the largest copy
+    copies, promotions, working_set = _allocations(spec)
+    l1 = _cap([*copies, working_set])
     limits = spec.limits
-    capped = MemoryLimits(
-        min(limits.vrf, _vrf_need(spec)),
-        min(limits.l1, _ceil_pow2(l1_need)),
-        min(limits.l2, _ceil_pow2(l2_need)),
-    )
+    # ``_moves`` puts a copy in L2 only when L1 cannot take it. With L1 at or above its
+    # cap no L1 check below fails (the first to fail would follow only allocations the
+    # cap counts), so no copy goes to L2. Below its cap L1 is left as it is, and a copy
+    # may go to L2: count it there.
+    l2 = _cap(promotions if limits.l1 >= l1 else [*promotions, *copies])
+    capped = MemoryLimits(min(limits.vrf, _vrf_need(spec)), min(limits.l1, l1), min(limits.l2, l2))
     return spec if capped == limits else replace(spec, limits=capped)
 
 
 NO_BUDGET = MemoryLimits(0, 0, 0)
+
+
+def _allocations(spec: Spec) -> tuple[list[int], list[int], int]:
+    """The buffers a path below ``spec`` may allocate in a cache, at most one of each,
+    in bytes as large as they can get there (tiles only shrink; ``_largest_footprint``):
+
+    - copies: one per input ``_moves`` may copy, in L1 or L2, the largest of ``_copies``;
+    - promotions: into L2, each operand not yet in L2, one by one;
+    - the working set: into L1 at once, every operand not yet in L1 (as at most: an input
+      copied to L1 leaves it; one copied to L2, which happens only while L1 is short of
+      this cap, joins it as its copy, see ``canonical``).
+    """
+    copies, promotions = [], []
+    working_set = 0
+    for index, t in enumerate(spec.operands):
+        if t.level >= Level.L1:
+            continue
+        if index != C and _copyable(t):
+            copies.append(max(new.bytes for new in _copies(index, t, spec.operands[B].dtype)))
+        if t.level < Level.L2:
+            promotions.append(_largest_footprint(t))
+        working_set += _largest_footprint(t)
+    return copies, promotions, working_set
+
+
+def _cap(allocations: list[int]) -> int:
+    """The least budget that takes these allocations one after another, in any order,
+    each checked against what is left (``MemoryLimits.minus`` rounds that down to a power
+    of two: every allocation can halve a budget). Allocating the largest last needs most,
+    and a subset needs no more than the whole."""
+    need = 0
+    for amount in sorted(allocations, reverse=True):
+        if amount > 0:
+            need = _ceil_pow2(amount + need)
+    return need
+
+
+def _largest_footprint(t: TensorSpec) -> int:
+    """The most cache any tile of ``t`` occupies: a strided tile spans whole lines per
+    run, which can be more than a dense one's."""
+    return t.layout.lines(t.shape, t.dtype.size, False) * CACHE_LINE
 
 
 def _vrf_need(spec: Spec) -> int:
@@ -169,7 +213,9 @@ def _ceil_pow2(x: int) -> int:
     return 0 if x <= 0 else 1 << (x - 1).bit_length()
 
 
-def _expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
+def expand_raw(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
+    """``expand`` without ``canonical``: the sub-Specs with the budgets the rewrite leaves
+    them, as a reference that does not depend on the caps."""
     match action:
         case Kernel():
             return ()
@@ -292,28 +338,37 @@ def _moves(spec: Spec) -> Iterator[Move]:
     l2_room = spec.limits.capacity(Level.L2)
     for index in (A, B):
         t = spec.operands[index]
-        if t.owned or t.level >= Level.L1:
-            continue  # copy from the caller's tensor, and only what is not in L1 already
-        for layout in _copy_layouts(index, t):
-            for dtype in (t.dtype,) if t.dtype == Dtype.F32 else (t.dtype, Dtype.F32):
-                changes = type(layout) is not type(t.layout) or dtype != t.dtype
-                # Only the dot kernel reads even/odd A, and only against bf16 B.
-                if layout is EVEN_ODD and (
-                    dtype != Dtype.F32 or spec.operands[B].dtype != Dtype.BF16
-                ):
-                    continue
-                new = TensorSpec(t.shape, dtype, layout, Level.L1)
-                if t.contiguous and not changes:
-                    continue  # nothing to gain from a plain copy of a dense tile
-                if new.bytes <= room:
-                    yield Move(index, Level.L1, layout, dtype)
-                elif new.bytes <= l2_room:
-                    # Too big for L1, e.g. a whole even/odd vector of a long K: a buffer
-                    # in L2 beats splitting K into strided passes over B.
-                    yield Move(index, Level.L2, layout, dtype)
+        if not _copyable(t):
+            continue
+        for new in _copies(index, t, spec.operands[B].dtype):
+            changes = type(new.layout) is not type(t.layout) or new.dtype != t.dtype
+            if t.contiguous and not changes:
+                continue  # nothing to gain from a plain copy of a dense tile
+            if new.bytes <= room:
+                yield Move(index, Level.L1, new.layout, new.dtype)
+            elif new.bytes <= l2_room:
+                # Too big for L1, e.g. a whole even/odd vector of a long K: a buffer
+                # in L2 beats splitting K into strided passes over B.
+                yield Move(index, Level.L2, new.layout, new.dtype)
     c = spec.operands[C]
     if c.level != Level.VRF and c.dtype == Dtype.F32 and c.registers <= spec.limits.vrf:
         yield Move(C, Level.VRF, ROW, Dtype.F32)
+
+
+def _copyable(t: TensorSpec) -> bool:
+    """An input ``_moves`` may copy: the caller's tensor, and only what is not in L1."""
+    return not t.owned and t.level < Level.L1
+
+
+def _copies(index: int, t: TensorSpec, b_dtype: Dtype) -> Iterator[TensorSpec]:
+    """Every buffer ``_moves`` may copy input ``index`` (tile ``t``) into, as an L1 buffer
+    (the Move picks L1 or L2): its layouts, in its own dtype or widened to f32."""
+    for layout in _copy_layouts(index, t):
+        for dtype in (t.dtype,) if t.dtype == Dtype.F32 else (t.dtype, Dtype.F32):
+            # Only the dot kernel reads even/odd A, and only against bf16 B.
+            if layout is EVEN_ODD and (dtype != Dtype.F32 or b_dtype != Dtype.BF16):
+                continue
+            yield TensorSpec(t.shape, dtype, layout, Level.L1)
 
 
 def _copy_layouts(index: int, t: TensorSpec) -> tuple[Layout, ...]:
