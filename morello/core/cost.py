@@ -34,7 +34,14 @@ from morello.core.kernels import DotMode, Kernel, KernelKind, is_even_odd_wideni
 from morello.core.layout import CACHE_LINE, COL, EVEN_ODD_BLOCK, ROW, RowMajor
 from morello.core.rewrites import Action, Promote, Tile, runs
 from morello.core.spec import Spec, TensorSpec
-from morello.core.target import F32_LANES, Level
+from morello.core.target import AVX2_LIMITS, F32_LANES, Level, MemoryLimits
+
+# The model's version. Bump it with any edit that makes some program cost differently or
+# changes which programs exist (a rewrite, a kernel, a cost term, the table's encoding of
+# actions): memo tables are keyed by it, so a bump starts new tables and an edit that prices
+# nothing differently keeps users' tables. tests/test_model_version.py records the optima
+# of a set of Specs at this version and fails when they move without a bump.
+MODEL_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +102,32 @@ EVEN_ODD_WIDEN_CYCLES = 4.0  # per 16 bf16: one load, a shift, a mask, two store
 LOOP_ITERATION_CYCLES = 1.0  # increment, compare, branch; usually hidden, never free
 PARALLEL_DISPATCH_CYCLES = 4000.0  # waking pool threads and joining them (~1-2 µs)
 PARALLEL_TASK_CYCLES = 100.0  # handing one task to a thread
+
+
+@dataclass(frozen=True, slots=True)
+class CostModel:
+    """The model the search ranks programs by: the host's rates, and the memory a program
+    may allocate at each level (the root Spec's budget)."""
+
+    rates: Rates = RATES
+    limits: MemoryLimits = AVX2_LIMITS
+
+    @property
+    def key(self) -> str:
+        """What a solution's cost depends on beyond its Spec (which carries the budget):
+        the version of the model and the rates."""
+        return f"model {MODEL_VERSION}; {self.rates!r}"
+
+    def cost(
+        self,
+        spec: Spec,
+        action: Action,
+        children: Sequence[Spec],
+        costs: Sequence[float],
+        threads: int,
+    ) -> float:
+        """The cost of ``spec`` implemented by ``action`` given its children's costs."""
+        return action_cost(spec, action, children, costs, threads, self.rates)
 
 
 def line_cost(t: TensorSpec, rates: Rates = RATES) -> float:

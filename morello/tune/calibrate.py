@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from morello.core.cost import Rates
+from morello.core.cost import CostModel, Rates
 from morello.core.dtypes import Dtype
 from morello.core.layout import CACHE_LINE, COL, ROW
 from morello.core.memo import Memo
@@ -186,7 +186,7 @@ class Calibration:
 
 
 def calibrate(
-    open_memo: Callable[[Rates], Memo],
+    open_memo: Callable[[CostModel], Memo],
     previous: HostProfile = DEFAULT,
     *,
     log: Callable[[str], None] = lambda line: None,
@@ -196,7 +196,8 @@ def calibrate(
     counts too (``settle_rates``); pass DEFAULT to start afresh."""
     measured, hz = measure_rates(log=log)
     rates, fastest, rows = settle_rates(measured, previous)
-    memo = open_memo(rates)
+    l2 = l2_budget()
+    memo = open_memo(replace(previous, rates=rates, l2_budget=l2).model)
     try:
         trials = calibrate_prefetch(memo, log=log)
     finally:
@@ -208,5 +209,5 @@ def calibrate(
     source = (
         f"morello calibrate: {hz / 1e9:.2f} GHz, seed kernel at {best.gb_per_s:.1f} GB/s, 1 thread"
     )
-    profile = HostProfile(best.prefetch_bytes, source, rates, l2_budget(), fastest)
+    profile = HostProfile(best.prefetch_bytes, source, rates, l2, fastest)
     return Calibration(profile, rows, hz, trials)

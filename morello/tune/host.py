@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from morello.core.cost import RATES, Rates
+from morello.core.cost import RATES, CostModel, Rates
 from morello.core.kernels import DOT_PREFETCH_BYTES
 from morello.core.target import AVX2_LIMITS, MemoryLimits
 from morello.errors import HostProfileError
@@ -42,6 +42,11 @@ class HostProfile:
     def limits(self) -> MemoryLimits:
         """What a synthesized program may allocate on this host."""
         return replace(AVX2_LIMITS, l2=self.l2_budget).quantized()
+
+    @property
+    def model(self) -> CostModel:
+        """The cost model this host's syntheses search by."""
+        return CostModel(self.rates, self.limits)
 
 
 DEFAULT = HostProfile(DOT_PREFETCH_BYTES, "built-in default; run `morello calibrate`")

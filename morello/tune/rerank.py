@@ -74,7 +74,7 @@ def neighbours(
         alternatives.sort(key=lambda alt: alt[0])
         for cost, action, children in alternatives[:PER_NODE]:
             subtree = Program(node.spec, action, tuple(search.program(c) for c in children), cost)
-            program = _splice(optimum, path, subtree, threads, memo.rates)
+            program = _splice(optimum, path, subtree, threads, memo.model.rates)
             change = f"{node.action} → {action}" + (f" (×{runs:,})" if runs > 1 else "")
             found.setdefault(program, Candidate(program, change, prefetch_bytes))
     ranked = sorted(found.values(), key=lambda c: (c.change != "", c.program.cost))
