@@ -38,15 +38,15 @@ class DotMode(enum.Enum):
 
 
 # The dot kernel finishes one output before the next, so each row of B is read as one
-# sequential stream (interleaving rows defeats the hardware prefetcher: measured at half
-# the bandwidth). Its K loop is unrolled by 1, 2 or 4 blocks of 16 with two accumulators
-# each (even and odd halves, or two 8-lane halves): up to eight FMA chains to cover latency.
+# sequential stream (interleaving rows defeats the hardware prefetcher). Its K loop is
+# unrolled by 1, 2 or 4 blocks of 16 with two accumulators each (even and odd halves, or
+# two 8-lane halves): up to eight FMA chains to cover latency.
 DOT_UNROLLS = (1, 2, 4)
-# The main loop also prefetches B ahead, by a distance `morello calibrate` measures per host
-# (morello/host.py); this is the default before that. A core's hardware prefetcher alone
-# left a fifth of its DRAM bandwidth unused on a Zen 4 VM (seed, 1 thread: 81% of the read
-# probe; 1 KiB ahead: 94-97%; 512 B: 89%; 2 KiB: 87%), and 8 KiB was best on a Zen 5 VM.
-# The prefetches cost a load slot per line of B.
+# The main loop also prefetches B ahead, because a core's hardware prefetcher alone leaves
+# part of the DRAM bandwidth unused. The best distance is the memory's bandwidth times its
+# latency, which differs between hosts, so `morello calibrate` measures it per host
+# (morello/tune/calibrate.py); this is the default before that (docs/tuning.md,
+# docs/results.md). The prefetches cost a load slot per line of B.
 DOT_PREFETCH_BYTES = 1024
 DOT_TEMPORARIES = 3  # raw B vector and its two f32 halves
 DOT_MAX_OUTPUTS = 8  # bounds code size: each output is an unrolled copy of the loop

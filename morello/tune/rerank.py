@@ -8,11 +8,9 @@ optimum, checked against an exact product, and timed round by round as the bench
 systems. They are picked by predicted cost, but each new shape of program first: the
 cheapest neighbours often only resize a loop or swap two nested ones, which the model
 prices alike and which measure alike, while a neighbour that drops a split or hoists a copy
-can be the one the model underrates (batched decode 4x2048x2048 bf16, before the model
-priced the streams a K split adds under a block resident from DRAM: dropping the split,
-1% dearer by the model, measured 1.6x faster, ninth by cost). The
-fastest median wins; the memo table keeps the model's optimum, since the measurement
-belongs to this machine at this moment.
+differs in kind, and can be the one the model underrates even when it ranks far down by
+cost (docs/results.md). The fastest median wins; the memo table keeps the model's optimum,
+since the measurement belongs to this machine at this moment.
 """
 
 from __future__ import annotations
