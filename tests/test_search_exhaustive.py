@@ -37,7 +37,7 @@ from morello.core.dtypes import Dtype
 from morello.core.layout import COL, ROW, Layout
 from morello.core.memo import InMemoryMemo
 from morello.core.program import Program
-from morello.core.rewrites import actions, canonical, expand
+from morello.core.rewrites import Refused, actions, canonical, expand
 from morello.core.search import synthesize
 from morello.core.spec import Spec, matmul_spec
 from morello.core.target import Level
@@ -88,7 +88,7 @@ def programs(spec: Spec, threads: int) -> Iterator[tuple[float, Tree]]:
     """Every complete program for ``spec``: (cost, tree). No caching, no pruning."""
     for action in actions(spec, threads):
         children = expand(spec, action)
-        if children is None:
+        if isinstance(children, Refused):
             continue
         subs = [list(programs(child, threads)) for child in children]
         for combo in itertools.product(*subs):
@@ -107,7 +107,7 @@ def cost_set(spec: Spec, threads: int) -> frozenset[float]:
     out: set[float] = set()
     for action in actions(spec, threads):
         children = expand(spec, action)
-        if children is None:
+        if isinstance(children, Refused):
             continue
         for costs in itertools.product(*(cost_set(c, threads) for c in children)):
             out.add(action_cost(spec, action, children, costs, threads))

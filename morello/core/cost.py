@@ -280,16 +280,16 @@ def action_cost(
     match action:
         case Kernel():
             return kernel_cost(action, spec, rates)
-        case Tile(dim, size, parallel):
-            extent = dim.extent(spec)
-            remainder = costs[1] if len(costs) > 1 else None
-            tasks = extent // size + (remainder is not None)
+        case Tile():
+            loop = action.loop(spec)
+            remainder = costs[1] if loop.remainder else None
+            tasks = loop.tasks
             streams = sum(
                 restreams(whole, piece, tasks)
                 for whole, piece in zip(spec.operands, children[0].operands, strict=True)
             )
-            loop = loop_cost(extent // size, costs[0], remainder, threads if parallel else 1)
-            return loop + streams * rates.dram_stream_start_cycles
+            body = loop_cost(loop.trips, costs[0], remainder, threads if loop.parallel else 1)
+            return body + streams * rates.dram_stream_start_cycles
         case Promote():
             (child,) = children
             moved = [t for t, u in zip(spec.operands, child.operands, strict=True) if t != u]

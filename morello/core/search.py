@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from morello.core.cost import CostModel
 from morello.core.memo import InMemoryMemo, Memo, Solution
 from morello.core.program import Program
-from morello.core.rewrites import Action, actions, canonical, expand
+from morello.core.rewrites import Action, Refused, actions, canonical, expand
 from morello.core.spec import Spec
 from morello.errors import SpecError
 
@@ -70,7 +70,7 @@ class Search:
         programs, each sub-Spec solved optimally."""
         for action in actions(spec, self.threads):
             children = expand(spec, action)
-            if children is None:
+            if isinstance(children, Refused):
                 continue
             costs = []
             for child in children:
@@ -88,7 +88,7 @@ class Search:
         if sol.action is None:
             raise SpecError(f"no program implements {spec}: no kernel path for these dtypes")
         children = expand(spec, sol.action)
-        assert children is not None
+        assert not isinstance(children, Refused), children
         return Program(spec, sol.action, tuple(self.program(c) for c in children), sol.cost)
 
 

@@ -8,7 +8,6 @@ of named ``__m256`` variables for a tile held in vector registers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
@@ -114,8 +113,8 @@ class _Emitter:
         raise AssertionError(node.action)
 
     def _tile(self, node: Program, tile: Tile, views: tuple[View, ...]) -> list[str]:
-        extent = tile.dim.extent(node.spec)
-        full = extent // tile.size * tile.size
+        loop = tile.loop(node.spec)
+        full = loop.covered
         var = self.fresh(tile.dim.value)
 
         def body(child: Program) -> list[str]:
@@ -124,9 +123,8 @@ class _Emitter:
         main = body(node.children[0])
         rest = body(node.children[1]) if len(node.children) > 1 else None
         if tile.parallel:
-            tasks = math.ceil(extent / tile.size)
             lines = [
-                f"parallel_for(std::size_t{{{tasks}}}, [&](std::size_t task) {{",
+                f"parallel_for(std::size_t{{{loop.tasks}}}, [&](std::size_t task) {{",
                 f"{INDENT}const int64_t {var} = static_cast<int64_t>(task) * {tile.size};",
             ]
             if rest is None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from morello.core.cost import CostModel
 from morello.core.memo import Solution
-from morello.core.rewrites import Action, expand
+from morello.core.rewrites import Action, Refused, expand
 from morello.core.spec import Spec
 from morello.core.target import AVX2_LIMITS
 from morello.errors import FileAccessError, MemoTableError
@@ -221,8 +221,8 @@ class MemoDB:
         if action is None:
             return Solution(None, math.inf)
         children = expand(spec, action)
-        if children is None:
-            return None
+        if isinstance(children, Refused):
+            return None  # an action of another model: solve the Spec again
         costs = []
         for child in children:
             sol = self.get(child, threads)

@@ -102,7 +102,7 @@ def _weighty_nodes(node: Program, total: float, path: tuple[int, ...] = (), runs
     for index, child in enumerate(node.children):
         times = runs
         if isinstance(node.action, Tile) and index == 0:
-            times *= node.action.dim.extent(node.spec) // node.action.size
+            times *= node.action.loop(node.spec).trips
         yield from _weighty_nodes(child, total, (*path, index), times)
 
 
