@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from morello.core import cost
-from morello.core.cost import RATES, CostModel
+from morello.core.cost import CostModel
 from morello.core.memo import InMemoryMemo
+from morello.core.rates import RATES
 from morello.core.rewrites import canonical
 from morello.core.search import synthesize
 from morello.core.spec import Spec, matmul_problem

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from morello.core.cost import RATES, Rates
+from morello.core.rates import RATES, Rates
 from morello.core.spec import matmul_problem
 from morello.core.target import AVX2_LIMITS
 from morello.emit import codegen

@@ -21,7 +21,7 @@ from morello.core.kernels import (
     kernels_for,
 )
 from morello.core.layout import CACHE_LINE, COL, EVEN_ODD, ROW, Layout, Packed
-from morello.core.spec import Op, Spec, TensorSpec
+from morello.core.spec import Op, Spec, TensorSpec, runs
 from morello.core.target import F32_LANES, L1_WAYS, L2_SAFE_RUNS, Level, MemoryLimits
 
 A, B, C = 0, 1, 2
@@ -315,22 +315,6 @@ def promotion(spec: Spec) -> Spec | None:
 def _resident(t: TensorSpec, level: Level) -> TensorSpec:
     """``t`` served from a cache level; a tile of DRAM is fetched as the code touches it."""
     return replace(t, level=level, from_dram=t.from_dram or t.level == Level.GL)
-
-
-def runs(t: TensorSpec) -> int:
-    """Separate pieces of the buffer a tile spans: 1 if it is contiguous, else its rows (its
-    columns if col-major).
-
-    A cache holds a strided tile only if its runs spread over enough sets, which its
-    stride decides. With a power-of-two stride (a 1024-wide f32 matrix: 4 KiB) every run
-    of a tile maps to the same L1 set: more runs than L1 has ways thrash while they seem
-    to fit. L2 has 2048 sets of 8 ways, so up to a 16 KiB stride (a 4096-wide f32 matrix)
-    the runs fall into at least 8 groups of sets: 64 runs are safe. A tile of more runs
-    reaches that cache by a Move into a dense buffer instead (packing).
-    """
-    if t.contiguous:
-        return 1
-    return t.shape[1] if t.layout == COL else t.shape[0]
 
 
 def _moves(spec: Spec) -> Iterator[Move]:

@@ -411,7 +411,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> host.HostProfile:
     """Measures the host, prints what it found and writes the profile."""
-    from morello.core.cost import RATES
+    from morello.core.rates import RATES
     from morello.store.db import db_file_name
     from morello.tune.calibrate import KEEP_TIME, calibrate
 

@@ -22,10 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from morello.core.cost import CostModel, Rates
+from morello.core.cost import CostModel
 from morello.core.dtypes import Dtype
 from morello.core.layout import CACHE_LINE, COL, ROW
 from morello.core.memo import Memo
+from morello.core.rates import Rates
 from morello.core.search import synthesize
 from morello.core.spec import Spec, matmul_spec
 from morello.tune.harness import BANDWIDTH_BYTES, NativeBench, Probe, build_library, measure

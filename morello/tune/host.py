@@ -16,8 +16,9 @@ import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from morello.core.cost import RATES, CostModel, Rates
+from morello.core.cost import CostModel
 from morello.core.kernels import DOT_PREFETCH_BYTES
+from morello.core.rates import RATES, Rates
 from morello.core.target import AVX2_LIMITS, MemoryLimits
 from morello.errors import HostProfileError
 from morello.store import cache_dir

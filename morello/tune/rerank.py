@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from morello.core.cost import Rates, action_cost
+from morello.core.cost import action_cost
 from morello.core.layout import COL
 from morello.core.memo import Memo
 from morello.core.program import Program
+from morello.core.rates import Rates
 from morello.core.rewrites import Tile
 from morello.core.search import Search
 from morello.core.spec import Spec
