@@ -180,9 +180,8 @@ class _Emitter:
         return lines
 
     def _move(self, node: Program, move: Move, views: tuple[View, ...]) -> list[str]:
-        new_spec = node.children[0 if node.children[0].spec.op != Op.MOVE else 1].spec.operands[
-            move.operand
-        ]
+        body = next(c for c in node.children if c.spec.op != Op.MOVE)
+        new_spec = body.spec.operands[move.operand]
         old = views[move.operand]
         stack, offset = self.stack_bytes, self.scratch.top
         if move.level == Level.VRF:
@@ -210,9 +209,11 @@ class _Emitter:
             new = MemView(name, "0", new_spec.layout, ld, new_spec.dtype)
         body_views = tuple(new if i == move.operand else v for i, v in enumerate(views))
         lines = ["{", INDENT + decl]
-        for child in node.children:
+        # Children run in order: the copy in (if any), the body, the copy back out (if any).
+        body_index = next(i for i, c in enumerate(node.children) if c.spec.op != Op.MOVE)
+        for index, child in enumerate(node.children):
             if child.spec.op == Op.MOVE:
-                loading = child.spec.operands[0] != new_spec
+                loading = index < body_index  # by position: source and copy may be alike
                 child_views = (old, new) if loading else (new, old)
             else:
                 child_views = body_views
