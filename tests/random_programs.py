@@ -12,7 +12,7 @@ import random
 
 from morello.core.cost import action_cost
 from morello.core.program import Program
-from morello.core.rewrites import Action, Move, actions, expand
+from morello.core.rewrites import Action, Move, Refused, actions, expand
 from morello.core.search import Search
 from morello.core.spec import Spec
 
@@ -23,7 +23,7 @@ def random_program(spec: Spec, search: Search, rng: random.Random) -> Program:
     options, weights = [], []
     for action in actions(spec, search.threads):
         children = expand(spec, action)
-        if children is None or any(search.solve(c).action is None for c in children):
+        if isinstance(children, Refused) or any(search.solve(c).action is None for c in children):
             continue
         options.append((action, children))
         weights.append(MOVE_WEIGHT if isinstance(action, Move) else 1)
@@ -38,7 +38,7 @@ def forced_program(spec: Spec, action: Action, search: Search) -> Program:
     """``action`` at the root, even where the space would not offer it there, and the
     optimum below it: reaches code paths no optimum of a small case takes."""
     children = expand(spec, action)
-    assert children is not None, f"{action} does not apply to {spec}"
+    assert not isinstance(children, Refused), f"{action} does not apply to {spec}: {children}"
     kids = tuple(search.program(c) for c in children)
     cost = action_cost(spec, action, children, [k.cost for k in kids], search.threads)
     return Program(spec, action, kids, cost)

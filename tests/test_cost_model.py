@@ -7,20 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from morello.core.cost import (
-    COPY_CYCLES_PER_ELEMENT,
-    COPY_CYCLES_PER_VECTOR,
-    LOOP_ITERATION_CYCLES,
-    RATES,
-    action_cost,
-    kernel_cost,
-    line_cost,
-)
+from morello.core.cost import LOOP_ITERATION_CYCLES, action_cost, kernel_cost
 from morello.core.dtypes import Dtype
 from morello.core.kernels import DotMode, Kernel, KernelKind
 from morello.core.layout import COL, EVEN_ODD, ROW, Packed
-from morello.core.rewrites import Dim, Promote, Tile, expand, promotion, runs
-from morello.core.spec import Op, Spec, TensorSpec, matmul_spec
+from morello.core.rates import COPY_CYCLES_PER_ELEMENT, COPY_CYCLES_PER_VECTOR, RATES, line_cost
+from morello.core.rewrites import Dim, Promote, Tile, expand, promotion
+from morello.core.spec import Op, Spec, TensorSpec, matmul_spec, runs
 from morello.core.target import AVX2_LIMITS, L1_WAYS, L2_SAFE_RUNS, L3_BYTES, Level
 
 F32, BF16 = Dtype.F32, Dtype.BF16

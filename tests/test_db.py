@@ -17,13 +17,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from morello.core.cost import RATES
+from morello.core import cost
+from morello.core.cost import CostModel
 from morello.core.memo import InMemoryMemo
+from morello.core.rates import RATES
 from morello.core.rewrites import canonical
 from morello.core.search import synthesize
 from morello.core.spec import Spec, matmul_problem
 from morello.front.api import synthesize_spec
-from morello.store.db import MemoDB, MemoTableError, db_file_name, without_comments
+from morello.store.db import MemoDB, MemoTableError, db_file_name
 
 
 def solved_in_memory(spec: Spec, threads: int = 1) -> InMemoryMemo:
@@ -72,13 +74,14 @@ def test_solutions_read_back_from_the_file_equal_those_computed_without_it(
     assert assert_file_agrees(path, solved_in_memory(spec, threads), complete=True) > 0
 
 
-def test_the_model_fingerprint_ignores_comments_but_not_code() -> None:
-    plain = 'x = 1\nif x:\n    s = "#1"\n'
-    commented = '# why x\nx = 1  # one\n\nif x:  \n    s = "#1"  # not a comment: "#1"\n'
-    assert without_comments(commented) == without_comments(plain)
-    assert '"#1"' in without_comments(plain)  # a hash inside a string is code
-    assert without_comments(plain.replace("x = 1", "x = 2")) != without_comments(plain)
-    assert without_comments(plain.replace("    s", "  s")) != without_comments(plain)
+def test_the_table_is_named_by_the_model_version_and_rates_not_the_sources(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An edit that prices nothing differently keeps users' tables; a version bump does not.
+    before = db_file_name(CostModel())
+    assert db_file_name(CostModel(limits=replace(CostModel().limits, l2=1 << 18))) == before
+    monkeypatch.setattr(cost, "MODEL_VERSION", cost.MODEL_VERSION + 1)
+    assert db_file_name(CostModel()) != before
 
 
 def test_a_solved_spec_is_answered_without_searching(tmp_path: Path) -> None:
@@ -92,7 +95,7 @@ def test_a_solved_spec_is_answered_without_searching(tmp_path: Path) -> None:
     assert cold.stats.specs_solved > 1000
     assert warm.stats.specs_solved == 0
     assert warm.program.cost == cold.program.cost
-    assert warm.to_header("k") == cold.to_header("k")
+    assert warm.to_header("gemm") == cold.to_header("gemm")
 
 
 def test_a_larger_spec_reuses_the_smaller_optima(tmp_path: Path) -> None:
@@ -205,8 +208,8 @@ def test_a_file_of_another_format_target_or_model_is_refused(tmp_path: Path) -> 
 
 
 def test_a_host_with_other_rates_has_a_table_of_its_own(tmp_path: Path) -> None:
-    calibrated = replace(RATES, loads_per_cycle=3.0)
-    assert db_file_name(calibrated) != db_file_name(RATES)
+    calibrated = CostModel(replace(RATES, loads_per_cycle=3.0))
+    assert db_file_name(calibrated) != db_file_name(CostModel())
     path = tmp_path / "memo.sqlite3"
     with MemoDB(path) as db:
         synthesize(canonical(matmul_problem("4x4x4", "f32,f32,f32")), memo=db)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from morello.core.cost import RATES, Rates
+from morello.core.rates import RATES, Rates
 from morello.core.spec import matmul_problem
 from morello.core.target import AVX2_LIMITS
 from morello.emit import codegen
@@ -97,13 +97,13 @@ def test_a_fastest_that_lacks_a_rate_is_refused_not_filled_with_a_default(
 def test_headers_prefetch_as_far_as_the_profile_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    default = synthesize_spec(matmul_problem(*SEED)).to_header("k")
+    default = synthesize_spec(matmul_problem(*SEED)).to_header("gemm")
     assert f"+ {host.DEFAULT.prefetch_bytes}, _MM_HINT_T0" in default
     # Rendering reads no file: a profile on disk changes nothing until it is passed.
     path = host.save(host.HostProfile(12288, "a test"), tmp_path / "host.json")
     monkeypatch.setenv("MORELLO_HOST", str(path))
-    assert synthesize_spec(matmul_problem(*SEED)).to_header("k") == default
-    tuned = synthesize_spec(matmul_problem(*SEED), profile=host.load()).to_header("k")
+    assert synthesize_spec(matmul_problem(*SEED)).to_header("gemm") == default
+    tuned = synthesize_spec(matmul_problem(*SEED), profile=host.load()).to_header("gemm")
     assert "+ 12288, _MM_HINT_T0" in tuned
     assert f"+ {host.DEFAULT.prefetch_bytes}, _MM_HINT_T0" not in tuned
     assert "prefetch B 12288 bytes ahead;" in tuned
@@ -235,7 +235,7 @@ def test_a_header_of_rows_sharing_b_states_its_prefetch_distance() -> None:
 
     spec = matmul_problem("4x64x2", "bf16,bf16,f32", "row,col,row")
     kernel = Kernel(KernelKind.DOT_ROWS, DotMode.SPLIT_BOTH)
-    header = render_header(Program(spec, kernel, (), 0.0), "k", prefetch_bytes=4096)
+    header = render_header(Program(spec, kernel, (), 0.0), "gemm", prefetch_bytes=4096)
     assert "+ 4096, _MM_HINT_T0" in header
     assert "prefetch B 4096 bytes ahead;" in header
 

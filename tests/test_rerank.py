@@ -10,6 +10,7 @@ import pytest
 
 from morello.core.cost import action_cost
 from morello.core.dtypes import Dtype
+from morello.core.kernels import DOT_PREFETCH_BYTES
 from morello.core.layout import COL, ROW
 from morello.core.memo import InMemoryMemo
 from morello.core.program import Program
@@ -17,7 +18,7 @@ from morello.core.rewrites import actions, canonical, expand
 from morello.core.search import synthesize
 from morello.core.spec import matmul_spec
 from morello.front.cli import main
-from morello.tune.rerank import CLOSE, _shape, format_ranking, measure, neighbours
+from morello.tune.rerank import CLOSE, _shape, format_ranking, measure_candidates, neighbours
 
 F32, BF16 = Dtype.F32, Dtype.BF16
 CASES = [
@@ -44,7 +45,7 @@ def test_neighbours_are_valid_programs_no_cheaper_than_the_optimum(
     spec = canonical(matmul_spec(*shape, dtypes, (ROW, b_layout, ROW), threads=threads))
     memo = InMemoryMemo()
     optimum, _ = synthesize(spec, threads=threads, memo=memo)
-    found = neighbours(spec, threads, memo, 6)
+    found = neighbours(spec, threads, memo, 6, DOT_PREFETCH_BYTES)
     assert 2 <= len(found) <= 6
     assert found[0].program == optimum and found[0].change == ""
     assert len({c.program for c in found}) == len(found)  # distinct
@@ -78,8 +79,8 @@ def test_measure_checks_and_orders_the_candidates(shape, dtypes, b_layout, threa
     spec = canonical(matmul_spec(*shape, dtypes, (ROW, b_layout, ROW), threads=threads))
     memo = InMemoryMemo()
     synthesize(spec, threads=threads, memo=memo)
-    found = neighbours(spec, threads, memo, 3)
-    ranked = measure(spec, found, threads)
+    found = neighbours(spec, threads, memo, 3, DOT_PREFETCH_BYTES)
+    ranked = measure_candidates(spec, found, threads)
     assert {r.candidate.program for r in ranked} == {c.program for c in found}
     assert len(ranked) == len(found)
     assert [r.seconds for r in ranked] == sorted(r.seconds for r in ranked)

@@ -51,7 +51,7 @@ int main() {
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 def test_default_pool_runs_every_task_once(tmp_path: Path) -> None:
     spec = morello.matmul_problem("1x64x64", "bf16,bf16,f32", "row,col,row", threads=2)
-    (tmp_path / "kernel.hpp").write_text(morello.synthesize(spec, threads=2).to_header("k"))
+    (tmp_path / "kernel.hpp").write_text(morello.synthesize(spec, threads=2).to_header("gemm"))
     (tmp_path / "driver.cpp").write_text(DRIVER)
     exe = tmp_path / "driver"
     subprocess.run(

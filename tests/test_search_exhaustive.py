@@ -48,7 +48,7 @@ from morello.core.dtypes import Dtype
 from morello.core.layout import COL, ROW, Layout
 from morello.core.memo import InMemoryMemo
 from morello.core.program import Program
-from morello.core.rewrites import actions, canonical, expand, expand_raw
+from morello.core.rewrites import Refused, actions, canonical, expand, expand_raw
 from morello.core.search import synthesize
 from morello.core.spec import Spec, matmul_spec
 from morello.core.target import Level, MemoryLimits
@@ -114,7 +114,7 @@ def programs(spec: Spec, threads: int) -> Iterator[tuple[float, Tree]]:
     """Every complete program for ``spec``: (cost, tree). No caching, no pruning, no caps."""
     for action in actions(spec, threads):
         children = expand_raw(spec, action)
-        if children is None:
+        if isinstance(children, Refused):
             continue
         subs = [list(programs(child, threads)) for child in children]
         for combo in itertools.product(*subs):
@@ -133,7 +133,7 @@ def cost_set(spec: Spec, threads: int) -> frozenset[float]:
     out: set[float] = set()
     for action in actions(spec, threads):
         children = expand_raw(spec, action)
-        if children is None:
+        if isinstance(children, Refused):
             continue
         for costs in itertools.product(*(cost_set(c, threads) for c in children)):
             out.add(action_cost(spec, action, children, costs, threads))

@@ -355,7 +355,7 @@ def run_synthesis_suite(precomputed: Path | None, profile: HostProfile = DEFAULT
             cold = []
             for run in range(cold_runs):
                 path = Path(tmp) / f"{shape}-{run}.sqlite3"
-                with MemoDB(path, profile.rates) as memo:
+                with MemoDB(path, profile.model) as memo:
                     print(f"  {label}: cold run {run + 1}/{cold_runs} ...", file=sys.stderr)
                     _, stats = synthesize(spec, memo=memo)
                 cold.append(stats)
@@ -378,7 +378,7 @@ def run_synthesis_suite(precomputed: Path | None, profile: HostProfile = DEFAULT
     for what, value, bar in bars:
         print(f"bar {'met' if value <= bar else 'MISSED':6}  {what}: {value:.2f} s (bar {bar:g} s)")
     if precomputed is not None:
-        with MemoDB(precomputed, profile.rates) as memo:
+        with MemoDB(precomputed, profile.model) as memo:
             stats = memo.stats()
         ratio = stats.specs / max(stats.regions, 1)
         print(format_stats(stats, 0))

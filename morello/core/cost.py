@@ -17,11 +17,10 @@ order it reads in. That order is the code's below the Promote, not the tile's la
 loop that cuts the resident tile across its runs pays their extra streams (``restreams``).
 A Move is a copy loop of its own and is charged in full.
 
-What a core does per cycle (``Rates``: its FMA, load and vector port throughputs, and
-the cycles a line takes to stream from DRAM and from L3) is measured on the host by
-``morello calibrate``; the defaults describe a Zen 4 / Skylake class core. The other
-constants are properties of the code the kernels compile to. Exactness of the search does
-not depend on any of the values, only its taste.
+The prices everything is built from (``Rates``: what a core does per cycle, measured on
+the host by ``morello calibrate``, and the cycles of the code's own steps) are in
+rates.py; each kernel family's cost formula sits with its preconditions in kernels.py.
+Exactness of the search does not depend on any of the values, only its taste.
 """
 
 from __future__ import annotations
@@ -30,178 +29,54 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from morello.core.kernels import DotMode, Kernel, KernelKind, is_even_odd_widening, is_vector_copy
-from morello.core.layout import CACHE_LINE, COL, EVEN_ODD_BLOCK, ROW, RowMajor
-from morello.core.rewrites import Action, Promote, Tile, runs
-from morello.core.spec import Spec, TensorSpec
-from morello.core.target import F32_LANES, Level
+from morello.core.kernels import Kernel, family
+from morello.core.layout import COL, ROW
+from morello.core.rates import RATES, Rates, line_cost
+from morello.core.rewrites import Action, Promote, Tile
+from morello.core.spec import Spec, TensorSpec, runs
+from morello.core.target import AVX2_LIMITS, Level, MemoryLimits
 
+# The model's version. Bump it with any edit that makes some program cost differently or
+# changes which programs exist (a rewrite, a kernel, a cost term, the table's encoding of
+# actions): memo tables are keyed by it, so a bump starts new tables and an edit that prices
+# nothing differently keeps users' tables. tests/test_model_version.py records the optima
+# of a set of Specs at this version and fails when they move without a bump.
+MODEL_VERSION = 2  # 2: canonical caps count L2 copies (better optima for f32 MatVecs)
 
-@dataclass(frozen=True, slots=True)
-class Rates:
-    """What one core of the host does per cycle: the constants ``morello calibrate``
-    measures (``morello.tune.host``). The defaults describe a Zen 4 / Skylake class core."""
-
-    fma_per_cycle: float = 2.0  # two 256-bit FMA pipes
-    loads_per_cycle: float = 2.0  # vector loads from L1 beside the FMAs they feed
-    vector_ops_per_cycle: float = 3.0  # shifts, masks and FMAs share three vector ports
-    # Price of touching one cache line that lives at a level. DRAM streams about 25 GB/s
-    # to one core, ~7 bytes a cycle: ~9 cycles a line; L3 about 20 bytes a cycle.
-    dram_line_cycles: float = 10.0
-    l3_line_cycles: float = 3.0
-    # Each separate run of lines read from DRAM restarts the hardware prefetcher, which then
-    # waits most of a DRAM latency (~100 ns) before it streams: reading a matrix in strided
-    # pieces is measurably slower than reading it front to back.
-    dram_stream_start_cycles: float = 200.0
-
-    def __str__(self) -> str:
-        return (
-            f"{self.fma_per_cycle:g} FMA, {self.loads_per_cycle:g} loads, "
-            f"{self.vector_ops_per_cycle:g} vector ops a cycle; a line in "
-            f"{self.dram_line_cycles:g} cycles from DRAM, {self.l3_line_cycles:g} from L3; "
-            f"{self.dram_stream_start_cycles:g} to start a stream from DRAM"
-        )
-
-    def stream_start_cycles(self, level: Level) -> float:
-        match level:
-            case Level.GL:
-                return self.dram_stream_start_cycles
-            case Level.L3:
-                return L3_STREAM_START_CYCLES
-        return 0.0
-
-    def line_cycles(self, level: Level) -> float:
-        match level:
-            case Level.GL:
-                return self.dram_line_cycles
-            case Level.L3:
-                return self.l3_line_cycles
-        # L2 hits are pipelined and prefetched; L1 and register traffic is already counted
-        # in the port throughputs.
-        return L2_LINE_CYCLES if level == Level.L2 else 0.0
-
-
-RATES = Rates()
-L2_LINE_CYCLES = 2.0  # 32 bytes a cycle
-FMA_LATENCY = 4  # cycles before an accumulator can be used again
-HSUM_CYCLES = 8  # reduce one 8-lane accumulator pair to a scalar and add it to C
-SCALAR_FMA_CYCLES = FMA_LATENCY  # a scalar multiply-add chain runs at latency
-
-L3_STREAM_START_CYCLES = 40.0  # as from DRAM (Rates), ~50 cycles of L3 latency
-COPY_CYCLES_PER_VECTOR = 1.0  # a load and a store per 32 bytes when the copy vectorizes
-COPY_CYCLES_PER_ELEMENT = 1.0  # a copy that changes layout goes element by element
-EVEN_ODD_WIDEN_CYCLES = 4.0  # per 16 bf16: one load, a shift, a mask, two stores
 
 LOOP_ITERATION_CYCLES = 1.0  # increment, compare, branch; usually hidden, never free
 PARALLEL_DISPATCH_CYCLES = 4000.0  # waking pool threads and joining them (~1-2 µs)
 PARALLEL_TASK_CYCLES = 100.0  # handing one task to a thread
 
 
-def line_cost(t: TensorSpec, rates: Rates = RATES) -> float:
-    return t.lines() * rates.line_cycles(t.level) + runs(t) * rates.stream_start_cycles(t.level)
+@dataclass(frozen=True, slots=True)
+class CostModel:
+    """The model the search ranks programs by: the host's rates, and the memory a program
+    may allocate at each level (the root Spec's budget)."""
+
+    rates: Rates = RATES
+    limits: MemoryLimits = AVX2_LIMITS
+
+    @property
+    def key(self) -> str:
+        """What a solution's cost depends on beyond its Spec (which carries the budget):
+        the version of the model and the rates."""
+        return f"model {MODEL_VERSION}; {self.rates!r}"
+
+    def cost(
+        self,
+        spec: Spec,
+        action: Action,
+        children: Sequence[Spec],
+        costs: Sequence[float],
+        threads: int,
+    ) -> float:
+        """The cost of ``spec`` implemented by ``action`` given its children's costs."""
+        return action_cost(spec, action, children, costs, threads, self.rates)
 
 
 def kernel_cost(kernel: Kernel, spec: Spec, rates: Rates = RATES) -> float:
-    match kernel.kind:
-        case KernelKind.OUTER_FMA:
-            return _outer_fma(spec, rates)
-        case KernelKind.DOT:
-            return _dot(spec, kernel, rates)
-        case KernelKind.DOT_ROWS:
-            return _dot_rows(spec, kernel, rates)
-        case KernelKind.ZERO_VRF:
-            return spec.operands[0].registers / rates.vector_ops_per_cycle
-        case KernelKind.ZERO_MEM:
-            (c,) = spec.operands
-            return _vectors(c) * COPY_CYCLES_PER_VECTOR + line_cost(c, rates)
-        case KernelKind.LOAD_VRF | KernelKind.STORE_VRF:
-            mem = next(t for t in spec.operands if not t.level.is_register)
-            per = _vectors(mem) if isinstance(mem.layout, RowMajor) else _elems(mem)
-            return per * COPY_CYCLES_PER_VECTOR + line_cost(mem, rates)
-        case KernelKind.COPY:
-            src, dst = spec.operands
-            moved = _vectors(src) * COPY_CYCLES_PER_VECTOR
-            if not is_vector_copy(src, dst):
-                moved = _elems(src) * COPY_CYCLES_PER_ELEMENT
-            if is_even_odd_widening(src, dst):
-                blocks = math.ceil(src.shape[0] * src.shape[1] / EVEN_ODD_BLOCK)
-                moved = blocks * EVEN_ODD_WIDEN_CYCLES
-            return moved + line_cost(src, rates) + line_cost(dst, rates)
-        case KernelKind.SCALAR_FMA:
-            return SCALAR_FMA_CYCLES + sum(line_cost(t, rates) for t in spec.operands)
-    raise AssertionError(kernel)
-
-
-def _elems(t: TensorSpec) -> int:
-    return t.shape[0] * t.shape[1]
-
-
-def _vectors(t: TensorSpec) -> int:
-    return math.ceil(_elems(t) * t.dtype.size / 32)
-
-
-def _throughput(
-    rates: Rates, fmas: float, loads: float, alu: float, chains_latency: bool = True
-) -> float:
-    bound = max(
-        fmas / rates.fma_per_cycle,
-        loads / rates.loads_per_cycle,
-        (fmas + alu) / rates.vector_ops_per_cycle,
-    )
-    return max(bound, FMA_LATENCY) if chains_latency else bound
-
-
-def _outer_fma(spec: Spec, rates: Rates) -> float:
-    a, b, c = spec.operands
-    mr, nr = c.shape
-    nb = math.ceil(nr / F32_LANES)
-    fmas = mr * nb
-    alu = (2 * nb if b.dtype.size == 2 else 0) + (mr if a.dtype.size == 2 else 0)
-    # Called once per k inside a loop: each accumulator is a dependency chain.
-    return _throughput(rates, fmas, mr + nb, alu) + line_cost(a, rates) + line_cost(b, rates)
-
-
-# Per block of 16 K-elements, what each operand costs the dot kernels besides the FMAs:
-# (loads, other vector operations) for B's block, then for one row of A.
-_DOT_WORK = {
-    DotMode.EVEN_ODD: ((1, 2), (2, 0)),  # split B with a shift and a mask; A already split
-    DotMode.SPLIT_BOTH: ((1, 2), (1, 2)),  # both split
-    DotMode.WIDEN_B: ((2, 5), (2, 0)),  # B widened in order: zero-extend and shift
-    DotMode.F32: ((2, 0), (2, 0)),
-}
-
-
-def _dot(spec: Spec, kernel: Kernel, rates: Rates) -> float:
-    a, b, c = spec.operands
-    mr, k, nr = spec.mkn
-    u = kernel.unroll
-    assert kernel.mode is not None
-    (b_loads, b_alu), (a_loads, a_alu) = _DOT_WORK[kernel.mode]
-    loads, alu = b_loads + a_loads, b_alu + a_alu
-    # The unrolled loop also prefetches each line of B it reads (see DOT_PREFETCH_BYTES).
-    prefetches = math.ceil(EVEN_ODD_BLOCK * u * b.dtype.size / CACHE_LINE)
-    steps, rest = divmod(k, EVEN_ODD_BLOCK * u)
-    blocks, tail = divmod(rest, EVEN_ODD_BLOCK)
-    per_output = (
-        steps * _throughput(rates, 2 * u, loads * u + prefetches, alu * u)
-        + blocks * _throughput(rates, 2, loads, alu)
-        + tail * SCALAR_FMA_CYCLES
-        + HSUM_CYCLES
-    )
-    return mr * nr * per_output + line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
-
-
-def _dot_rows(spec: Spec, kernel: Kernel, rates: Rates) -> float:
-    a, b, c = spec.operands
-    mr, k, nr = spec.mkn
-    assert kernel.mode is not None
-    (b_loads, b_alu), (a_loads, a_alu) = _DOT_WORK[kernel.mode]
-    prefetches = math.ceil(EVEN_ODD_BLOCK * b.dtype.size / CACHE_LINE)
-    blocks, tail = divmod(k, EVEN_ODD_BLOCK)
-    per_column = blocks * _throughput(
-        rates, 2 * mr, b_loads + mr * a_loads + prefetches, b_alu + mr * a_alu
-    ) + mr * (tail * SCALAR_FMA_CYCLES + HSUM_CYCLES)
-    return nr * per_column + line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
+    return family(kernel).cost(spec, kernel, rates)
 
 
 def restreams(whole: TensorSpec, piece: TensorSpec, tasks: int) -> int:
@@ -247,16 +122,16 @@ def action_cost(
     match action:
         case Kernel():
             return kernel_cost(action, spec, rates)
-        case Tile(dim, size, parallel):
-            extent = dim.extent(spec)
-            remainder = costs[1] if len(costs) > 1 else None
-            tasks = extent // size + (remainder is not None)
+        case Tile():
+            loop = action.loop(spec)
+            remainder = costs[1] if loop.remainder else None
+            tasks = loop.tasks
             streams = sum(
                 restreams(whole, piece, tasks)
                 for whole, piece in zip(spec.operands, children[0].operands, strict=True)
             )
-            loop = loop_cost(extent // size, costs[0], remainder, threads if parallel else 1)
-            return loop + streams * rates.dram_stream_start_cycles
+            body = loop_cost(loop.trips, costs[0], remainder, threads if loop.parallel else 1)
+            return body + streams * rates.dram_stream_start_cycles
         case Promote():
             (child,) = children
             moved = [t for t, u in zip(spec.operands, child.operands, strict=True) if t != u]

@@ -1,17 +1,41 @@
-"""The AVX2 microkernel catalogue: which Specs each kernel implements, and what it needs.
+"""The AVX2 microkernel catalogue: for each family, the Specs it implements, the registers
+it needs and what it costs, together in one ``Family``.
 
 A kernel is a leaf of a program. Its C++ text lives in
 ``morello/emit/templates/kernels.hpp.j2`` (one macro per family, parameterized by tile
-shape and dtypes) and its cost in ``cost.py``.
+shape and dtypes). Adding a kernel is a ``Family`` here, its macro there, and the few
+lines of codegen that hand the macro its operands.
 """
 
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from morello.core.dtypes import Dtype
-from morello.core.layout import ColMajor, EvenOdd, Layout, Packed, RowMajor
+from morello.core.layout import (
+    CACHE_LINE,
+    EVEN_ODD_BLOCK,
+    ColMajor,
+    EvenOdd,
+    Layout,
+    Packed,
+    RowMajor,
+)
+from morello.core.rates import (
+    COPY_CYCLES_PER_ELEMENT,
+    COPY_CYCLES_PER_VECTOR,
+    EVEN_ODD_WIDEN_CYCLES,
+    HSUM_CYCLES,
+    SCALAR_FMA_CYCLES,
+    Rates,
+    elems,
+    line_cost,
+    throughput,
+    vectors,
+)
 from morello.core.spec import Op, Spec, TensorSpec
 from morello.core.target import F32_LANES, Level
 
@@ -38,15 +62,15 @@ class DotMode(enum.Enum):
 
 
 # The dot kernel finishes one output before the next, so each row of B is read as one
-# sequential stream (interleaving rows defeats the hardware prefetcher: measured at half
-# the bandwidth). Its K loop is unrolled by 1, 2 or 4 blocks of 16 with two accumulators
-# each (even and odd halves, or two 8-lane halves): up to eight FMA chains to cover latency.
+# sequential stream (interleaving rows defeats the hardware prefetcher). Its K loop is
+# unrolled by 1, 2 or 4 blocks of 16 with two accumulators each (even and odd halves, or
+# two 8-lane halves): up to eight FMA chains to cover latency.
 DOT_UNROLLS = (1, 2, 4)
-# The main loop also prefetches B ahead, by a distance `morello calibrate` measures per host
-# (morello/host.py); this is the default before that. A core's hardware prefetcher alone
-# left a fifth of its DRAM bandwidth unused on a Zen 4 VM (seed, 1 thread: 81% of the read
-# probe; 1 KiB ahead: 94-97%; 512 B: 89%; 2 KiB: 87%), and 8 KiB was best on a Zen 5 VM.
-# The prefetches cost a load slot per line of B.
+# The main loop also prefetches B ahead, because a core's hardware prefetcher alone leaves
+# part of the DRAM bandwidth unused. The best distance is the memory's bandwidth times its
+# latency, which differs between hosts, so `morello calibrate` measures it per host
+# (morello/tune/calibrate.py); this is the default before that (docs/tuning.md,
+# docs/results.md). The prefetches cost a load slot per line of B.
 DOT_PREFETCH_BYTES = 1024
 DOT_TEMPORARIES = 3  # raw B vector and its two f32 halves
 DOT_MAX_OUTPUTS = 8  # bounds code size: each output is an unrolled copy of the loop
@@ -123,55 +147,215 @@ def dot_mode(a_dtype: Dtype, a_layout: Layout, b_dtype: Dtype) -> DotMode | None
     }.get((a_dtype, b_dtype))
 
 
-def kernels_for(spec: Spec) -> list[Kernel]:
-    """Every kernel whose preconditions ``spec`` meets."""
-    match spec.op:
-        case Op.ZERO:
-            (c,) = spec.operands
-            if c.level == Level.VRF:
-                return [Kernel(KernelKind.ZERO_VRF)]
-            return [Kernel(KernelKind.ZERO_MEM)]
-        case Op.MOVE:
-            return _move_kernels(spec)
-    return _matmul_kernels(spec)
+# --- The families. Each is one object: the Specs it implements and the registers it
+# needs (``offer``), and what one application costs (``cost``). Its C++ is the macro of
+# the same name in morello/emit/templates/kernels.hpp.j2; codegen passes it the operands.
 
 
-def _move_kernels(spec: Spec) -> list[Kernel]:
+@dataclass(frozen=True, slots=True)
+class Family:
+    kind: KernelKind
+    op: Op  # the one operation it implements
+    offer: Callable[[Spec], Iterator[Kernel]]  # the kernels of the family ``spec`` admits
+    cost: Callable[[Spec, Kernel, Rates], float]
+
+
+def _zero_vrf(spec: Spec) -> Iterator[Kernel]:
+    if spec.operands[0].level == Level.VRF:
+        yield Kernel(KernelKind.ZERO_VRF)
+
+
+def _zero_vrf_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
+    return spec.operands[0].registers / rates.vector_ops_per_cycle
+
+
+def _zero_mem(spec: Spec) -> Iterator[Kernel]:
+    if spec.operands[0].level != Level.VRF:
+        yield Kernel(KernelKind.ZERO_MEM)
+
+
+def _zero_mem_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
+    (c,) = spec.operands
+    return vectors(c) * COPY_CYCLES_PER_VECTOR + line_cost(c, rates)
+
+
+def _load_vrf(spec: Spec) -> Iterator[Kernel]:
     src, dst = spec.operands
     if dst.level == Level.VRF and _in_memory(src.level) and src.dtype == Dtype.F32:
-        return [Kernel(KernelKind.LOAD_VRF)]
+        yield Kernel(KernelKind.LOAD_VRF)
+
+
+def _store_vrf(spec: Spec) -> Iterator[Kernel]:
+    src, dst = spec.operands
     if src.level == Level.VRF and _in_memory(dst.level) and dst.dtype == Dtype.F32:
-        return [Kernel(KernelKind.STORE_VRF)]
+        yield Kernel(KernelKind.STORE_VRF)
+
+
+def _register_move_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
+    mem = next(t for t in spec.operands if not t.level.is_register)
+    per = vectors(mem) if isinstance(mem.layout, RowMajor) else elems(mem)
+    return per * COPY_CYCLES_PER_VECTOR + line_cost(mem, rates)
+
+
+def _copy(spec: Spec) -> Iterator[Kernel]:
+    src, dst = spec.operands
     widens = (src.dtype, dst.dtype) == (Dtype.BF16, Dtype.F32)
     if _in_memory(src.level) and _in_memory(dst.level) and (src.dtype == dst.dtype or widens):
-        return [Kernel(KernelKind.COPY)]
-    return []
+        yield Kernel(KernelKind.COPY)
 
 
-def _matmul_kernels(spec: Spec) -> list[Kernel]:
+def _copy_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
+    src, dst = spec.operands
+    moved = vectors(src) * COPY_CYCLES_PER_VECTOR
+    if not is_vector_copy(src, dst):
+        moved = elems(src) * COPY_CYCLES_PER_ELEMENT
+    if is_even_odd_widening(src, dst):
+        blocks = math.ceil(src.shape[0] * src.shape[1] / EVEN_ODD_BLOCK)
+        moved = blocks * EVEN_ODD_WIDEN_CYCLES
+    return moved + line_cost(src, rates) + line_cost(dst, rates)
+
+
+def _computes(spec: Spec) -> bool:
+    """What every matmul kernel needs: f32 C, and A and B in memory."""
     a, b, c = spec.operands
-    m, k, n = spec.mkn
-    found: list[Kernel] = []
-    if c.dtype != Dtype.F32 or not (_in_memory(a.level) and _in_memory(b.level)):
-        return found
-    accum = spec.op == Op.MATMUL_ACCUM
+    return c.dtype == Dtype.F32 and _in_memory(a.level) and _in_memory(b.level)
+
+
+def _outer_fma(spec: Spec) -> Iterator[Kernel]:
+    _, b, c = spec.operands
+    n = c.shape[1]
     if (
-        accum
-        and k == 1
+        _computes(spec)
+        and spec.op == Op.MATMUL_ACCUM
+        and spec.mkn[1] == 1
         and c.level == Level.VRF
         and isinstance(b.layout, RowMajor)
         and -(-n // F32_LANES) + OUTER_FMA_TEMPORARIES <= spec.limits.vrf
     ):
-        found.append(Kernel(KernelKind.OUTER_FMA))
-    if _in_memory(c.level) and isinstance(b.layout, ColMajor) and m * n <= DOT_MAX_OUTPUTS:
-        mode = dot_mode(a.dtype, a.layout, b.dtype)
-        if mode is not None:
-            splits = mode in (DotMode.EVEN_ODD, DotMode.SPLIT_BOTH)
-            for unroll in DOT_UNROLLS:
-                if dot_registers(2 * unroll, splits) <= spec.limits.vrf:
-                    found.append(Kernel(KernelKind.DOT, mode, unroll))
-            if 2 <= m <= DOT_ROWS_MAX and dot_registers(2 * m, splits) <= spec.limits.vrf:
-                found.append(Kernel(KernelKind.DOT_ROWS, mode))
-    if accum and (m, k, n) == (1, 1, 1) and _in_memory(c.level):
-        found.append(Kernel(KernelKind.SCALAR_FMA))
-    return found
+        yield Kernel(KernelKind.OUTER_FMA)
+
+
+def _outer_fma_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
+    a, b, c = spec.operands
+    mr, nr = c.shape
+    nb = math.ceil(nr / F32_LANES)
+    fmas = mr * nb
+    alu = (2 * nb if b.dtype.size == 2 else 0) + (mr if a.dtype.size == 2 else 0)
+    # Called once per k inside a loop: each accumulator is a dependency chain.
+    return throughput(rates, fmas, mr + nb, alu) + line_cost(a, rates) + line_cost(b, rates)
+
+
+def _dot_operands(spec: Spec) -> tuple[DotMode, bool] | None:
+    """The dot kernels' mode for ``spec``, and whether it splits bf16 (holding a mask)."""
+    a, b, c = spec.operands
+    if not (_computes(spec) and _in_memory(c.level) and isinstance(b.layout, ColMajor)):
+        return None
+    mode = dot_mode(a.dtype, a.layout, b.dtype)
+    if mode is None:
+        return None
+    return mode, mode in (DotMode.EVEN_ODD, DotMode.SPLIT_BOTH)
+
+
+def _dot(spec: Spec) -> Iterator[Kernel]:
+    found = _dot_operands(spec)
+    m, _, n = spec.mkn
+    if found is None or m * n > DOT_MAX_OUTPUTS:
+        return
+    mode, splits = found
+    for unroll in DOT_UNROLLS:
+        if dot_registers(2 * unroll, splits) <= spec.limits.vrf:
+            yield Kernel(KernelKind.DOT, mode, unroll)
+
+
+# Per block of 16 K-elements, what each operand costs the dot kernels besides the FMAs:
+# (loads, other vector operations) for B's block, then for one row of A.
+_DOT_WORK = {
+    DotMode.EVEN_ODD: ((1, 2), (2, 0)),  # split B with a shift and a mask; A already split
+    DotMode.SPLIT_BOTH: ((1, 2), (1, 2)),  # both split
+    DotMode.WIDEN_B: ((2, 5), (2, 0)),  # B widened in order: zero-extend and shift
+    DotMode.F32: ((2, 0), (2, 0)),
+}
+
+
+def _dot_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
+    a, b, c = spec.operands
+    mr, k, nr = spec.mkn
+    u = kernel.unroll
+    assert kernel.mode is not None
+    (b_loads, b_alu), (a_loads, a_alu) = _DOT_WORK[kernel.mode]
+    loads, alu = b_loads + a_loads, b_alu + a_alu
+    # The unrolled loop also prefetches each line of B it reads (see DOT_PREFETCH_BYTES).
+    prefetches = math.ceil(EVEN_ODD_BLOCK * u * b.dtype.size / CACHE_LINE)
+    steps, rest = divmod(k, EVEN_ODD_BLOCK * u)
+    blocks, tail = divmod(rest, EVEN_ODD_BLOCK)
+    per_output = (
+        steps * throughput(rates, 2 * u, loads * u + prefetches, alu * u)
+        + blocks * throughput(rates, 2, loads, alu)
+        + tail * SCALAR_FMA_CYCLES
+        + HSUM_CYCLES
+    )
+    return mr * nr * per_output + line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
+
+
+def _dot_rows(spec: Spec) -> Iterator[Kernel]:
+    found = _dot_operands(spec)
+    m, _, n = spec.mkn
+    if found is None or m * n > DOT_MAX_OUTPUTS:
+        return
+    mode, splits = found
+    if 2 <= m <= DOT_ROWS_MAX and dot_registers(2 * m, splits) <= spec.limits.vrf:
+        yield Kernel(KernelKind.DOT_ROWS, mode)
+
+
+def _dot_rows_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
+    a, b, c = spec.operands
+    mr, k, nr = spec.mkn
+    assert kernel.mode is not None
+    (b_loads, b_alu), (a_loads, a_alu) = _DOT_WORK[kernel.mode]
+    prefetches = math.ceil(EVEN_ODD_BLOCK * b.dtype.size / CACHE_LINE)
+    blocks, tail = divmod(k, EVEN_ODD_BLOCK)
+    per_column = blocks * throughput(
+        rates, 2 * mr, b_loads + mr * a_loads + prefetches, b_alu + mr * a_alu
+    ) + mr * (tail * SCALAR_FMA_CYCLES + HSUM_CYCLES)
+    return nr * per_column + line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
+
+
+def _scalar_fma(spec: Spec) -> Iterator[Kernel]:
+    accum = spec.op == Op.MATMUL_ACCUM
+    if _computes(spec) and accum and spec.mkn == (1, 1, 1) and _in_memory(spec.operands[2].level):
+        yield Kernel(KernelKind.SCALAR_FMA)
+
+
+def _scalar_fma_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
+    return SCALAR_FMA_CYCLES + sum(line_cost(t, rates) for t in spec.operands)
+
+
+# In the order the search meets them (on equal costs the first found is kept).
+FAMILIES = (
+    Family(KernelKind.ZERO_VRF, Op.ZERO, _zero_vrf, _zero_vrf_cost),
+    Family(KernelKind.ZERO_MEM, Op.ZERO, _zero_mem, _zero_mem_cost),
+    Family(KernelKind.LOAD_VRF, Op.MOVE, _load_vrf, _register_move_cost),
+    Family(KernelKind.STORE_VRF, Op.MOVE, _store_vrf, _register_move_cost),
+    Family(KernelKind.COPY, Op.MOVE, _copy, _copy_cost),
+    *(
+        family
+        for op in (Op.MATMUL, Op.MATMUL_ACCUM)
+        for family in (
+            Family(KernelKind.OUTER_FMA, op, _outer_fma, _outer_fma_cost),
+            Family(KernelKind.DOT, op, _dot, _dot_cost),
+            Family(KernelKind.DOT_ROWS, op, _dot_rows, _dot_rows_cost),
+            Family(KernelKind.SCALAR_FMA, op, _scalar_fma, _scalar_fma_cost),
+        )
+    ),
+)
+_BY_OP = {op: tuple(f for f in FAMILIES if f.op == op) for op in Op}
+_BY_KIND = {f.kind: f for f in FAMILIES}
+
+
+def family(kernel: Kernel) -> Family:
+    return _BY_KIND[kernel.kind]
+
+
+def kernels_for(spec: Spec) -> list[Kernel]:
+    """Every kernel whose preconditions ``spec`` meets."""
+    return [kernel for f in _BY_OP[spec.op] for kernel in f.offer(spec)]

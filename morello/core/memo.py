@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from morello.core.cost import RATES, Rates
+from morello.core.cost import CostModel
 from morello.core.rewrites import Action
 from morello.core.spec import Spec
 
@@ -21,7 +21,7 @@ class Solution:
 
 
 class Memo(Protocol):
-    rates: Rates  # the host rates its costs were computed with: a table is of one model
+    model: CostModel  # what its costs were computed with: a table is of one model
 
     def get(self, spec: Spec, threads: int) -> Solution | None: ...
 
@@ -38,8 +38,8 @@ class Memo(Protocol):
 class InMemoryMemo:
     """A dict. Serial Specs do not depend on the thread count, so they share entries."""
 
-    def __init__(self, rates: Rates = RATES) -> None:
-        self.rates = rates
+    def __init__(self, model: CostModel = CostModel()) -> None:  # noqa: B008 (immutable)
+        self.model = model
         self._table: dict[tuple[Spec, int], Solution] = {}
 
     @staticmethod

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import NamedTuple
 
 from morello.core.dtypes import Dtype
 from morello.core.kernels import (
@@ -20,7 +21,7 @@ from morello.core.kernels import (
     kernels_for,
 )
 from morello.core.layout import CACHE_LINE, COL, EVEN_ODD, ROW, Layout, Packed
-from morello.core.spec import Op, Spec, TensorSpec
+from morello.core.spec import Op, Spec, TensorSpec, runs
 from morello.core.target import F32_LANES, L1_WAYS, L2_SAFE_RUNS, Level, MemoryLimits
 
 A, B, C = 0, 1, 2
@@ -48,6 +49,32 @@ class Tile:
     def __str__(self) -> str:
         kind = "parallel tile" if self.parallel else ("split" if self.dim == Dim.K else "tile")
         return f"{kind} {self.dim.value}={self.size}"
+
+    def loop(self, spec: Spec) -> Loop:
+        trips, remainder = divmod(self.dim.extent(spec), self.size)
+        return Loop(self.dim, self.size, self.parallel, trips, remainder)
+
+
+class Loop(NamedTuple):  # a tuple: the search builds millions, and tuples build fastest
+    """A Tile applied to a Spec: the loop it becomes. The one place its trip count and its
+    boundary tile are derived; the search, the cost model, codegen and re-ranking read them
+    here."""
+
+    dim: Dim
+    size: int
+    parallel: bool
+    trips: int  # iterations over full tiles
+    remainder: int  # the boundary tile's extent, 0 when the size divides the extent
+
+    @property
+    def covered(self) -> int:
+        """Where the full tiles end and the boundary tile starts."""
+        return self.trips * self.size
+
+    @property
+    def tasks(self) -> int:
+        """Tiles in all, the boundary one included: a parallel loop's task count."""
+        return self.trips + (self.remainder > 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +115,22 @@ class Promote:
 Action = Tile | ToAccum | Move | Promote | Kernel
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why ``expand`` cannot apply an action to a Spec (``actions`` offers a few such)."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+# Refusals are constants: the search meets them millions of times.
+NO_TILE = Refused("the tile cuts an operand's layout across its blocks or packed panels")
+NO_BOUNDARY = Refused("the boundary tile cuts an operand's layout across its blocks")
+NOTHING_TO_PROMOTE = Refused("no operand fits a faster cache than the one it is in")
+
+
 MAX_THIRDS_TILE = 48  # beyond register blocks, powers of two serve caches as well
 
 
@@ -120,11 +163,13 @@ def _tile_operands(spec: Spec, dim: Dim, size: int, step: int) -> Spec | None:
     return Spec(spec.op, new, spec.limits, spec.serial)  # type: ignore[arg-type]
 
 
-def expand(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
-    """The sub-Specs ``action`` decomposes ``spec`` into, or None if it cannot; each
-    sub-Spec ``canonical``, as the search memoizes it."""
+def expand(spec: Spec, action: Action) -> tuple[Spec, ...] | Refused:
+    """The sub-Specs ``action`` decomposes ``spec`` into, in program order, or why it
+    cannot; each sub-Spec ``canonical``, as the search memoizes it."""
     children = expand_raw(spec, action)
-    return None if children is None else tuple(canonical(c) for c in children)
+    if isinstance(children, Refused):
+        return children
+    return tuple(canonical(c) for c in children)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -213,7 +258,7 @@ def _ceil_pow2(x: int) -> int:
     return 0 if x <= 0 else 1 << (x - 1).bit_length()
 
 
-def expand_raw(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
+def expand_raw(spec: Spec, action: Action) -> tuple[Spec, ...] | Refused:
     """``expand`` without ``canonical``: the sub-Specs with the budgets the rewrite leaves
     them, as a reference that does not depend on the caps."""
     match action:
@@ -222,15 +267,15 @@ def expand_raw(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
         case Tile(dim, size, parallel):
             full = _tile_operands(spec, dim, size, size)
             if full is None:
-                return None
+                return NO_TILE
             if parallel:
                 full = Spec(full.op, full.operands, full.limits, True)
-            rem = dim.extent(spec) % size
+            rem = action.loop(spec).remainder
             if not rem:
                 return (full,)
             boundary = _tile_operands(spec, dim, rem, size)
             if boundary is None:
-                return None
+                return NO_BOUNDARY
             return (full, Spec(boundary.op, boundary.operands, boundary.limits, full.serial))
         case ToAccum():
             c = spec.operands[C]
@@ -238,7 +283,7 @@ def expand_raw(spec: Spec, action: Action) -> tuple[Spec, ...] | None:
             return (zero, replace(spec, op=Op.MATMUL_ACCUM))
         case Promote():
             promoted = promotion(spec)
-            return None if promoted is None else (promoted,)
+            return NOTHING_TO_PROMOTE if promoted is None else (promoted,)
         case Move(index, level, layout, dtype):
             t = spec.operands[index]
             new = TensorSpec(
@@ -315,22 +360,6 @@ def promotion(spec: Spec) -> Spec | None:
 def _resident(t: TensorSpec, level: Level) -> TensorSpec:
     """``t`` served from a cache level; a tile of DRAM is fetched as the code touches it."""
     return replace(t, level=level, from_dram=t.from_dram or t.level == Level.GL)
-
-
-def runs(t: TensorSpec) -> int:
-    """Separate pieces of the buffer a tile spans: 1 if it is contiguous, else its rows (its
-    columns if col-major).
-
-    A cache holds a strided tile only if its runs spread over enough sets, which its
-    stride decides. With a power-of-two stride (a 1024-wide f32 matrix: 4 KiB) every run
-    of a tile maps to the same L1 set: more runs than L1 has ways thrash while they seem
-    to fit. L2 has 2048 sets of 8 ways, so up to a 16 KiB stride (a 4096-wide f32 matrix)
-    the runs fall into at least 8 groups of sets: 64 runs are safe. A tile of more runs
-    reaches that cache by a Move into a dense buffer instead (packing).
-    """
-    if t.contiguous:
-        return 1
-    return t.shape[1] if t.layout == COL else t.shape[0]
 
 
 def _moves(spec: Spec) -> Iterator[Move]:

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from morello.core.cost import action_cost
+from morello.core.cost import CostModel
 from morello.core.memo import InMemoryMemo, Memo, Solution
 from morello.core.program import Program
-from morello.core.rewrites import Action, actions, canonical, expand
+from morello.core.rewrites import Action, Refused, actions, canonical, expand
 from morello.core.spec import Spec
 from morello.errors import SpecError
 
@@ -30,14 +30,24 @@ class SearchStats:
 
 
 class Search:
+    """The DP of one cost model at one thread count. The memo must be of the same model
+    (its costs are compared with the ones computed here); by default it is in memory."""
+
     def __init__(
         self,
         threads: int = 1,
         memo: Memo | None = None,
         progress: Callable[[int], None] | None = None,
+        *,
+        model: CostModel | None = None,
     ) -> None:
+        if model is None:
+            model = memo.model if memo is not None else CostModel()
+        if memo is not None and memo.model.key != model.key:
+            raise ValueError(f"the memo table is of another model: {memo.model.key} vs {model.key}")
+        self.model = model
         self.threads = threads
-        self.memo: Memo = memo if memo is not None else InMemoryMemo()
+        self.memo: Memo = memo if memo is not None else InMemoryMemo(model)
         self.solved = 0
         self._progress = progress
 
@@ -60,7 +70,7 @@ class Search:
         programs, each sub-Spec solved optimally."""
         for action in actions(spec, self.threads):
             children = expand(spec, action)
-            if children is None:
+            if isinstance(children, Refused):
                 continue
             costs = []
             for child in children:
@@ -69,7 +79,7 @@ class Search:
                     break
                 costs.append(sol.cost)
             else:
-                cost = action_cost(spec, action, children, costs, self.threads, self.memo.rates)
+                cost = self.model.cost(spec, action, children, costs, self.threads)
                 yield cost, action, children
 
     def program(self, spec: Spec) -> Program:
@@ -78,7 +88,7 @@ class Search:
         if sol.action is None:
             raise SpecError(f"no program implements {spec}: no kernel path for these dtypes")
         children = expand(spec, sol.action)
-        assert children is not None
+        assert not isinstance(children, Refused), children
         return Program(spec, sol.action, tuple(self.program(c) for c in children), sol.cost)
 
 
@@ -88,12 +98,14 @@ def synthesize(
     threads: int = 1,
     memo: Memo | None = None,
     progress: Callable[[int], None] | None = None,
+    model: CostModel | None = None,
 ) -> tuple[Program, SearchStats]:
-    """Find the cheapest program for ``spec`` in the rewrite space."""
+    """Find the cheapest program for ``spec`` in the rewrite space, by ``model`` (default:
+    the memo's, else the built-in rates)."""
     old_limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old_limit, 20_000))
     start = time.perf_counter()
-    search = Search(threads, memo, progress)
+    search = Search(threads, memo, progress, model=model)
     try:
         program = search.program(canonical(spec))
     finally:

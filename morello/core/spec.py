@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from morello.core.dtypes import Dtype
-from morello.core.layout import ROW, Layout, parse_layout
+from morello.core.layout import COL, ROW, Layout, parse_layout
 from morello.core.target import AVX2_LIMITS, F32_LANES, L3_BYTES, Level, MemoryLimits
 from morello.errors import SpecError
 
@@ -243,3 +243,19 @@ def matmul_problem(
         raise SpecError(str(e)) from None
     dts, lays = (da, db, dc), (la, lb, lc)
     return matmul_spec(m, k, n, dts, lays, accumulate=accumulate, threads=threads, limits=limits)
+
+
+def runs(t: TensorSpec) -> int:
+    """Separate pieces of the buffer a tile spans: 1 if it is contiguous, else its rows (its
+    columns if col-major).
+
+    A cache holds a strided tile only if its runs spread over enough sets, which its
+    stride decides. With a power-of-two stride (a 1024-wide f32 matrix: 4 KiB) every run
+    of a tile maps to the same L1 set: more runs than L1 has ways thrash while they seem
+    to fit. L2 has 2048 sets of 8 ways, so up to a 16 KiB stride (a 4096-wide f32 matrix)
+    the runs fall into at least 8 groups of sets: 64 runs are safe. A tile of more runs
+    reaches that cache by a Move into a dense buffer instead (packing).
+    """
+    if t.contiguous:
+        return 1
+    return t.shape[1] if t.layout == COL else t.shape[0]

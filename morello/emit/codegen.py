@@ -8,7 +8,6 @@ of named ``__m256`` variables for a tile held in vector registers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
@@ -27,6 +26,11 @@ from morello.emit import TEMPLATES
 from morello.emit.names import check_name
 
 INDENT = "  "
+# Bytes of copies a kernel keeps on the stack at once, along any path of nested scopes
+# (a task the caller runs itself counts its caller's too): small and free, but a host
+# pool's threads may have stacks of 64 KiB or less. Larger copies take heap scratch.
+STACK_COPY_BYTES = 4096
+SCRATCH_ALIGN = 64  # bytes: a cache line, and what the stack arrays are aligned to
 
 
 @cache
@@ -88,11 +92,39 @@ class RegView:
 View = MemView | RegView
 
 
+@dataclass(slots=True)
+class _Scratch:
+    """The heap scratch of one region: the kernel's body outside any parallel loop, or one
+    task of it. Its copies are laid out like a stack frame: each one at the offset where
+    the copies live around it end, so copies live at once never overlap and siblings
+    (a loop's main and boundary tiles) share bytes. ``name`` is given at the first copy."""
+
+    name: str | None = None
+    top: int = 0  # bytes held by the copies around the one being emitted
+    size: int = 0  # the most held at once: what the region takes
+
+
 class _Emitter:
     def __init__(self, threads: int, prefetch_bytes: int) -> None:
         self.threads = threads
         self.prefetch_bytes = prefetch_bytes
         self.counter = 0
+        self.stack_bytes = 0  # of copies on the stack around the node being emitted
+        self.scratch = _Scratch()
+
+    def region(self, emit: Callable[[], list[str]]) -> list[str]:
+        """The lines ``emit`` makes, preceded by the request for the heap scratch their
+        copies need. Each region asks once, on the thread that runs it: a task for its
+        own copies (tasks run at once on different threads), the body for those it
+        shares with its tasks. A request made while another is held (a task run by the
+        thread that holds its caller's scratch) gets another block: ``detail::Scratch``
+        hands out a block to one holder at a time."""
+        outer, self.scratch = self.scratch, _Scratch()
+        lines = emit()
+        inner, self.scratch = self.scratch, outer
+        if inner.name is None:
+            return lines
+        return [f"detail::Scratch {inner.name}({inner.size});", *lines]
 
     def fresh(self, prefix: str) -> str:
         self.counter += 1
@@ -114,32 +146,30 @@ class _Emitter:
         raise AssertionError(node.action)
 
     def _tile(self, node: Program, tile: Tile, views: tuple[View, ...]) -> list[str]:
-        extent = tile.dim.extent(node.spec)
-        full = extent // tile.size * tile.size
+        loop = tile.loop(node.spec)
+        full = loop.covered
         var = self.fresh(tile.dim.value)
 
         def body(child: Program) -> list[str]:
             return self.emit(child, _tile_views(views, child.spec, tile.dim, var))
 
+        if tile.parallel:
+
+            def task() -> list[str]:
+                main = body(node.children[0])
+                if len(node.children) == 1:
+                    return main
+                rest = body(node.children[1])
+                return [f"if ({var} < {full}) {{", *_indent(main), "} else {", *_indent(rest), "}"]
+
+            return [
+                f"parallel_for(std::size_t{{{loop.tasks}}}, [&](std::size_t task) {{",
+                f"{INDENT}const int64_t {var} = static_cast<int64_t>(task) * {tile.size};",
+                *_indent(self.region(task)),
+                "});",
+            ]
         main = body(node.children[0])
         rest = body(node.children[1]) if len(node.children) > 1 else None
-        if tile.parallel:
-            tasks = math.ceil(extent / tile.size)
-            lines = [
-                f"parallel_for(std::size_t{{{tasks}}}, [&](std::size_t task) {{",
-                f"{INDENT}const int64_t {var} = static_cast<int64_t>(task) * {tile.size};",
-            ]
-            if rest is None:
-                lines += _indent(main)
-            else:
-                lines += [
-                    f"{INDENT}if ({var} < {full}) {{",
-                    *_indent(main, 2),
-                    f"{INDENT}}} else {{",
-                    *_indent(rest, 2),
-                    f"{INDENT}}}",
-                ]
-            return [*lines, "});"]
         lines = [
             f"for (int64_t {var} = 0; {var} < {full}; {var} += {tile.size}) {{",
             *_indent(main),
@@ -150,31 +180,45 @@ class _Emitter:
         return lines
 
     def _move(self, node: Program, move: Move, views: tuple[View, ...]) -> list[str]:
-        new_spec = node.children[0 if node.children[0].spec.op != Op.MOVE else 1].spec.operands[
-            move.operand
-        ]
+        body = next(c for c in node.children if c.spec.op != Op.MOVE)
+        new_spec = body.spec.operands[move.operand]
         old = views[move.operand]
+        stack, offset = self.stack_bytes, self.scratch.top
         if move.level == Level.VRF:
             name = self.fresh("v")
             rows, cols = new_spec.shape
             regs = [f"{name}_{i}_{v}" for i in range(rows) for v in range(-(-cols // F32_LANES))]
-            decl = [f"__m256 {', '.join(regs)};"]
+            decl = f"__m256 {', '.join(regs)};"
             new: View = RegView(name)
         else:
             name = self.fresh("buf")
+            c_type = new_spec.dtype.c_type
             elems = new_spec.layout.buffer_elems(new_spec.shape)
-            decl = [f"alignas(64) {new_spec.dtype.c_type} {name}[{elems}];"]
+            size = elems * new_spec.dtype.size
+            if stack + size <= STACK_COPY_BYTES:
+                decl = f"alignas({SCRATCH_ALIGN}) {c_type} {name}[{elems}];"
+                self.stack_bytes += size
+            else:
+                region = self.scratch
+                region.name = region.name or self.fresh("scratch")
+                region.top += -(-size // SCRATCH_ALIGN) * SCRATCH_ALIGN
+                region.size = max(region.size, region.top)
+                at = f"{region.name}.at({offset})"
+                decl = f"{c_type}* __restrict const {name} = static_cast<{c_type}*>({at});"
             ld = new_spec.layout.dense_ld(new_spec.shape)
             new = MemView(name, "0", new_spec.layout, ld, new_spec.dtype)
         body_views = tuple(new if i == move.operand else v for i, v in enumerate(views))
-        lines = ["{", *_indent(decl)]
-        for child in node.children:
+        lines = ["{", INDENT + decl]
+        # Children run in order: the copy in (if any), the body, the copy back out (if any).
+        body_index = next(i for i, c in enumerate(node.children) if c.spec.op != Op.MOVE)
+        for index, child in enumerate(node.children):
             if child.spec.op == Op.MOVE:
-                loading = child.spec.operands[0] != new_spec
+                loading = index < body_index  # by position: source and copy may be alike
                 child_views = (old, new) if loading else (new, old)
             else:
                 child_views = body_views
             lines += _indent(self.emit(child, child_views))
+        self.stack_bytes, self.scratch.top = stack, offset  # the copy's scope ends here
         return [*lines, "}"]
 
 
@@ -282,9 +326,8 @@ def _b_ahead(k: int, ld: int, size: int, distance: int) -> Callable[[str], str]:
     the order the kernel and its callers read B: down the column, then on to the next one,
     ``ld`` elements further. A column that is all of a row of the caller's B runs straight
     on into the next; one that a K split cut short does not, and prefetching straight ahead
-    fetches the rest of its own row, which is read a whole pass later, while the next column
-    starts cold (batched decode 4x2048x2048 bf16 split at K=1024, one thread: 1.39 ms with
-    the straight prefetch, 0.88 ms with this, against 0.63 ms to read B)."""
+    would fetch the rest of its own row, which is read a whole pass later, while the next
+    column, read next, starts cold."""
     if ld == k:
         return lambda kk: f"reinterpret_cast<const char*>(br + {kk}) + {distance}"
     ahead = distance // size
@@ -348,7 +391,8 @@ def render_body(program: Program, threads: int, prefetch_bytes: int = DOT_PREFET
         MemView(name, "0", t.layout, t.layout.dense_ld(t.shape), t.dtype)
         for name, t in zip("abc", spec.operands, strict=True)
     )
-    return "\n".join(_indent(_Emitter(threads, prefetch_bytes).emit(program, views)))
+    emitter = _Emitter(threads, prefetch_bytes)
+    return "\n".join(_indent(emitter.region(lambda: emitter.emit(program, views))))
 
 
 def contract(spec: Spec, bias: str | None = None) -> str:

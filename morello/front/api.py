@@ -49,9 +49,10 @@ def synthesize_spec(
             f"the Spec was built for {'1 thread' if spec.serial else 'several threads'} but "
             f"synthesis asks for {threads}: pass the same threads to both"
         )
-    if memo is not None and memo.rates != profile.rates:
-        raise SpecError("the memo table was opened for other rates than the host profile's")
+    model = profile.model
+    if memo is not None and memo.model.key != model.key:
+        raise SpecError("the memo table was opened for another cost model than the host's")
     if memo is None:
-        memo = InMemoryMemo(profile.rates)
-    program, stats = synthesize(spec, threads=threads, memo=memo, progress=progress)
+        memo = InMemoryMemo(model)
+    program, stats = synthesize(spec, threads=threads, memo=memo, progress=progress, model=model)
     return Synthesized(program, stats, threads, profile.prefetch_bytes)

@@ -22,7 +22,7 @@ from morello.tune.machine import ISAS, missing_features
 # The search, the code generator, numpy and the measurement load when a command runs, not
 # for `morello --help` or a mistyped option.
 if TYPE_CHECKING:
-    from morello.core.cost import Rates
+    from morello.core.cost import CostModel
     from morello.core.memo import Memo
     from morello.front.api import Synthesized
     from morello.tune.rerank import Measured
@@ -189,16 +189,16 @@ def _db_options(parser: argparse.ArgumentParser, *, can_disable: bool = True) ->
         )
 
 
-def _memo(args: argparse.Namespace, rates: Rates) -> Memo:
-    """The memo table of the model with the host's ``rates``."""
+def _memo(args: argparse.Namespace, model: CostModel) -> Memo:
+    """The memo table of ``model``, the host's."""
     from morello.core.memo import InMemoryMemo
     from morello.store.db import open_memo
 
     if getattr(args, "no_db", False):
         if args.db is not None:
             raise SpecError("--db and --no-db contradict each other: pass one")
-        return InMemoryMemo(rates)
-    return open_memo(args.db, rates)
+        return InMemoryMemo(model)
+    return open_memo(args.db, model)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -233,7 +233,7 @@ def _synth(args: argparse.Namespace) -> int:
             print(f"\rsearching: {solved:,} Specs solved", end="", file=report, flush=True)
 
     _at_least_one(args.measure, "--measure")
-    memo = _memo(args, profile.rates)
+    memo = _memo(args, profile.model)
     try:
         result = synthesize_spec(
             spec, threads=args.threads, memo=memo, progress=progress, profile=profile
@@ -338,7 +338,7 @@ def _bench(args: argparse.Namespace) -> int:
     if profile == host.DEFAULT:
         print("morello: calibrating this host first (morello calibrate)", file=sys.stderr)
         profile = _calibrate(args)
-    memo = _memo(args, profile.rates)
+    memo = _memo(args, profile.model)
     try:
         if args.workdir is not None:
             return run_suite(args.workdir, memo, args.out, profile=profile, **options)
@@ -356,22 +356,22 @@ def _precompute(args: argparse.Namespace) -> int:
 
     _at_least_one(args.max_size, "--max-size")
     _at_least_one(args.jobs, "--jobs")
-    rates = host.load().rates
-    path = args.db or default_db_path(rates)
+    model = host.load().model
+    path = args.db or default_db_path(model)
     todo = precompute.problems(
         args.max_size,
         args.dtypes or ["f32,f32,f32", "bf16,bf16,f32"],
         args.layouts or ["row,row,row"],
         args.threads,
     )
-    left = precompute.pending(path, todo, rates)
+    left = precompute.pending(path, todo, model)
     print(
         f"{len(todo):,} matmuls up to {args.max_size}^3; {len(todo) - len(left):,} already "
         f"in {path}; solving {len(left):,} on {args.jobs} processes",
         file=sys.stderr,
     )
     with tqdm(total=len(todo), initial=len(todo) - len(left), unit="matmul") as bar:
-        precompute.run(path, left, workers=args.jobs, progress=bar.update, rates=rates)
+        precompute.run(path, left, workers=args.jobs, progress=bar.update, model=model)
     return _db_stats(argparse.Namespace(db=path, tables=0))
 
 
@@ -390,7 +390,7 @@ def _generate(args: argparse.Namespace) -> int:
             print(f"depends {path}")
         return 0
     profile = host.load()
-    memo = _memo(args, profile.rates)
+    memo = _memo(args, profile.model)
     try:
         result = generate(
             requests,
@@ -411,7 +411,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> host.HostProfile:
     """Measures the host, prints what it found and writes the profile."""
-    from morello.core.cost import RATES
+    from morello.core.rates import RATES
     from morello.store.db import db_file_name
     from morello.tune.calibrate import KEEP_TIME, calibrate
 
@@ -425,7 +425,7 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
         log(f"replacing an unreadable profile: {e}")
         previous = host.DEFAULT
     try:
-        found = calibrate(lambda rates: _memo(args, rates), previous, log=log)
+        found = calibrate(lambda model: _memo(args, model), previous, log=log)
     except BuildError as e:
         raise BuildError(f"calibrate: {e}") from None
     profile = found.profile
@@ -449,7 +449,7 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
     host.save(profile, path)
     print(
         f"wrote {path}: syntheses from now on use these rates (memo table "
-        f"{db_file_name(profile.rates)}) and prefetch {profile.prefetch_bytes} B ahead"
+        f"{db_file_name(profile.model)}) and prefetch {profile.prefetch_bytes} B ahead"
     )
     return profile
 
@@ -457,11 +457,11 @@ def _calibrate(args: argparse.Namespace) -> host.HostProfile:
 def _db_stats(args: argparse.Namespace) -> int:
     from morello.store.db import MemoDB, default_db_path, format_stats
 
-    rates = host.load().rates
-    path = args.db or default_db_path(rates)
+    model = host.load().model
+    path = args.db or default_db_path(model)
     if not path.exists():
         raise SpecError(f"no memo table at {path} (nothing synthesized into it yet)")
-    with MemoDB(path, rates) as memo:
+    with MemoDB(path, model) as memo:
         print(format_stats(memo.stats(), args.tables))
     return 0
 

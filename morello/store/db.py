@@ -8,22 +8,19 @@ overwriting each other. Solutions are written in the order the search finds them
 children before parents, so a solution in the file always has its sub-Specs' solutions
 there too, which is what recomputing its cost needs.
 
-The file records the format version, the target and a fingerprint of the model (the
-sources that define the rewrite space and the costs, comments and blank lines left out);
-a file that disagrees on any of them is refused rather than misread.
+The file records the format version, the target and the cost model (its explicit
+version and the host's rates); a file that disagrees on any of them is refused rather
+than misread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import io
 import math
 import os
 import sqlite3
 import time
-import tokenize
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -32,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from morello.core.cost import RATES, Rates, action_cost
+from morello.core.cost import CostModel
 from morello.core.memo import Solution
-from morello.core.rewrites import Action, expand
+from morello.core.rewrites import Action, Refused, expand
 from morello.core.spec import Spec
 from morello.core.target import AVX2_LIMITS
 from morello.errors import FileAccessError, MemoTableError
@@ -42,18 +39,7 @@ from morello.store import cache_dir, table
 from morello.store.table import Point, Regions, decode_action, encode_action, locate
 
 TARGET = f"avx2 {AVX2_LIMITS}"
-# The modules whose meaning a stored action depends on: what a Spec is, which rewrites
-# and kernels exist, what they cost, and how all of it is encoded.
-MODEL_MODULES = (
-    "core/dtypes",
-    "core/layout",
-    "core/target",
-    "core/spec",
-    "core/kernels",
-    "core/rewrites",
-    "core/cost",
-    "store/table",
-)
+DEFAULT_MODEL = CostModel()
 
 FLUSH_EVERY = 50_000  # solutions kept in memory before a write; bounds loss on a crash
 LOCK_TIMEOUT_S = 300.0  # waiting for another process's write is normal, not an error
@@ -70,42 +56,24 @@ CREATE TABLE IF NOT EXISTS pages(table_id INTEGER NOT NULL REFERENCES tables(id)
 """
 
 
-@functools.cache  # the sources do not change while we run
-def model_fingerprint(rates: Rates = RATES) -> str:
-    """The model: the format, the target, the host's rates and the sources that define
-    the rewrite space and the costs."""
-    header = f"format {table.FORMAT_VERSION}\n{TARGET}\n{rates!r}\n"
-    digest = hashlib.sha256(header.encode())
-    package = Path(__file__).resolve().parent.parent
-    for name in MODEL_MODULES:
-        source = (package / f"{name}.py").read_text(encoding="utf-8")
-        digest.update(name.encode() + b"\0" + without_comments(source).encode())
-    return digest.hexdigest()
+def model_fingerprint(model: CostModel) -> str:
+    """The model: the table's format, the target, the cost model's version and rates."""
+    text = f"format {table.FORMAT_VERSION}\n{TARGET}\n{model.key}\n"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def without_comments(source: str) -> str:
-    """Python source without its comments, trailing spaces and blank lines: editing a
-    comment neither makes a new model nor starts a new, empty memo table."""
-    lines = source.splitlines()
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type == tokenize.COMMENT:
-            row, col = token.start
-            lines[row - 1] = lines[row - 1][:col]
-    return "\n".join(line.rstrip() for line in lines if line.strip())
-
-
-def db_file_name(rates: Rates = RATES) -> str:
+def db_file_name(model: CostModel = DEFAULT_MODEL) -> str:
     """The file name of this model's memo table: named by its fingerprint, so a new version
     of the model, or another host's rates, starts its own file instead of meeting an
     incompatible one."""
-    return f"memo-{model_fingerprint(rates)[:16]}.sqlite3"
+    return f"memo-{model_fingerprint(model)[:16]}.sqlite3"
 
 
-def default_db_path(rates: Rates = RATES) -> Path:
+def default_db_path(model: CostModel = DEFAULT_MODEL) -> Path:
     """$MORELLO_DB, else in the user's cache directory, named by the model fingerprint."""
     if os.environ.get("MORELLO_DB"):
         return Path(os.environ["MORELLO_DB"])
-    return cache_dir() / db_file_name(rates)
+    return cache_dir() / db_file_name(model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +106,14 @@ class MemoDB:
     are kept in memory and written every ``flush_every`` solutions and by ``flush()``."""
 
     def __init__(
-        self, path: Path | str, rates: Rates = RATES, *, flush_every: int = FLUSH_EVERY
+        self,
+        path: Path | str,
+        model: CostModel = DEFAULT_MODEL,
+        *,
+        flush_every: int = FLUSH_EVERY,
     ) -> None:
         self.path = Path(path)
-        self.rates = rates
+        self.model = model
         self.flush_every = flush_every
         self.loaded = 0  # solutions answered from the file
         self._solved: dict[tuple[Spec, int], Solution] = {}
@@ -186,7 +158,7 @@ class MemoDB:
         expected = {
             "format": str(table.FORMAT_VERSION),
             "target": TARGET,
-            "model": model_fingerprint(self.rates),
+            "model": model_fingerprint(self.model),
         }
         found = dict(conn.execute("SELECT name, value FROM meta").fetchall())
         if not found:
@@ -249,15 +221,15 @@ class MemoDB:
         if action is None:
             return Solution(None, math.inf)
         children = expand(spec, action)
-        if children is None:
-            return None
+        if isinstance(children, Refused):
+            return None  # an action of another model: solve the Spec again
         costs = []
         for child in children:
             sol = self.get(child, threads)
             if sol is None or sol.action is None:
                 return None  # not written by a search of this model: solve it again
             costs.append(sol.cost)
-        return Solution(action, action_cost(spec, action, children, costs, threads, self.rates))
+        return Solution(action, self.model.cost(spec, action, children, costs, threads))
 
     # --- Reading.
 
@@ -465,9 +437,9 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def open_memo(path: Path | None, rates: Rates = RATES) -> MemoDB:
-    """The memo table of a model with ``rates`` at ``path``, or at the default location."""
-    return MemoDB(default_db_path(rates) if path is None else path, rates)
+def open_memo(path: Path | None, model: CostModel = DEFAULT_MODEL) -> MemoDB:
+    """The memo table of ``model`` at ``path``, or at the default location."""
+    return MemoDB(default_db_path(model) if path is None else path, model)
 
 
 def format_stats(stats: DBStats, largest: int = 10) -> str:

@@ -19,11 +19,12 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from morello.core.cost import RATES, Rates
+from morello.core.cost import CostModel
 from morello.core.rewrites import canonical
 from morello.core.search import Search
 from morello.core.spec import Spec, matmul_problem
-from morello.store.db import MemoDB
+from morello.core.target import AVX2_LIMITS, MemoryLimits
+from morello.store.db import DEFAULT_MODEL, MemoDB
 
 BATCHES_PER_WORKER = 2  # per stage: enough to even out uneven batches, few transactions
 MAX_BATCH = 512
@@ -42,9 +43,9 @@ class Task:
     layouts: str
     threads: int
 
-    def spec(self) -> Spec:
+    def spec(self, limits: MemoryLimits = AVX2_LIMITS) -> Spec:
         shape = f"{self.m}x{self.k}x{self.n}"
-        return matmul_problem(shape, self.dtypes, self.layouts, threads=self.threads)
+        return matmul_problem(shape, self.dtypes, self.layouts, threads=self.threads, limits=limits)
 
 
 def problems(
@@ -62,17 +63,17 @@ def problems(
     return found
 
 
-def solve_batch(db_path: str, rates: Rates, batch: Sequence[Task]) -> int:
+def solve_batch(db_path: str, model: CostModel, batch: Sequence[Task]) -> int:
     """Solve ``batch`` into the file and commit; the number of problems that needed it.
     Runs in a worker: module-level and picklable for any executor."""
-    memo = _worker_memo(db_path, rates)
+    memo = _worker_memo(db_path, model)
     memo.refresh()
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     solved = 0
     for problem in batch:
-        spec = canonical(problem.spec())
+        spec = canonical(problem.spec(model.limits))
         if not memo.contains(spec, problem.threads):
-            Search(problem.threads, memo).solve(spec)
+            Search(problem.threads, memo, model=model).solve(spec)
             solved += 1
     if len(memo) > WORKER_MEMORY_SPECS:
         memo.trim()
@@ -83,18 +84,18 @@ def solve_batch(db_path: str, rates: Rates, batch: Sequence[Task]) -> int:
 _WORKER_MEMOS: dict[str, MemoDB] = {}
 
 
-def _worker_memo(db_path: str, rates: Rates) -> MemoDB:
+def _worker_memo(db_path: str, model: CostModel) -> MemoDB:
     # One connection per worker process, kept across batches with what it has read.
     if db_path not in _WORKER_MEMOS:
-        _WORKER_MEMOS[db_path] = MemoDB(db_path, rates)
+        _WORKER_MEMOS[db_path] = MemoDB(db_path, model)
     return _WORKER_MEMOS[db_path]
 
 
-def pending(db_path: Path, todo: Sequence[Task], rates: Rates = RATES) -> list[Task]:
+def pending(db_path: Path, todo: Sequence[Task], model: CostModel = DEFAULT_MODEL) -> list[Task]:
     """The problems not yet in the file."""
-    memo = MemoDB(db_path, rates)
+    memo = MemoDB(db_path, model)
     try:
-        return [p for p in todo if not memo.contains(canonical(p.spec()), p.threads)]
+        return [p for p in todo if not memo.contains(canonical(p.spec(model.limits)), p.threads)]
     finally:
         memo.close()
 
@@ -119,7 +120,7 @@ def run(
     executor: Executor | None = None,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
-    rates: Rates = RATES,
+    model: CostModel = DEFAULT_MODEL,
 ) -> int:
     """Solve ``todo`` into the file at ``db_path``; returns how many needed solving.
     ``progress`` is called with the number of problems each finished batch covered."""
@@ -131,7 +132,7 @@ def run(
     solved = 0
     try:
         for stage in stages(todo, workers):
-            futures = {executor.submit(solve_batch, str(db_path), rates, b): len(b) for b in stage}
+            futures = {executor.submit(solve_batch, str(db_path), model, b): len(b) for b in stage}
             for future in as_completed(futures):
                 solved += future.result()
                 if progress is not None:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from morello.core.cost import Rates
+from morello.core.cost import CostModel
 from morello.core.dtypes import Dtype
 from morello.core.layout import CACHE_LINE, COL, ROW
 from morello.core.memo import Memo
+from morello.core.rates import Rates
 from morello.core.search import synthesize
 from morello.core.spec import Spec, matmul_spec
 from morello.tune.harness import BANDWIDTH_BYTES, NativeBench, Probe, build_library, measure
@@ -91,8 +92,8 @@ def settle_rates(
 ) -> tuple[Rates, Rates, list[RateMeasurement]]:
     """The rates a profile keeps after a calibration measured ``measured``: the fastest
     measurement so far of each (a neighbour on a shared VM only ever slows a probe down,
-    and its load comes and goes over minutes: this host's DRAM read 15.1 cycles a line at
-    one hour and 19.5 the next), settled on the grid. Returns them, the new fastest
+    and its load comes and goes over minutes, so a calibration in a busy hour must not
+    make the model worse), settled on the grid. Returns them, the new fastest
     measurements and a row per rate."""
     fastest = measured if previous.fastest is None else faster(measured, previous.fastest)
     rows = [
@@ -131,10 +132,9 @@ def _settle(measured: float, previous: float) -> float:
 def l2_budget(cpu: Path | None = None) -> int:
     """Half the core's L2 as the kernel reports it, but never more than the default: a
     smaller L2 shrinks what a program may plan to keep there, a larger one does not grow
-    it. Measured: on a 2 MiB L2, a budget of 1 MiB let the search keep a whole 1 MiB
-    operand resident (A of 512³ f32), and the program it chose ran 7.6% slower than the
-    one found within 512 KiB; the streams around a resident tile evict it sooner than its
-    size says."""
+    it: the streams around a resident tile evict it sooner than its size says, so a larger
+    budget lets the search plan on whole operands staying in L2 that do not
+    (docs/results.md)."""
     size = cache_bytes(2, cpu or CPU_CACHES)
     return min(size // 2, DEFAULT.l2_budget) if size else DEFAULT.l2_budget
 
@@ -186,7 +186,7 @@ class Calibration:
 
 
 def calibrate(
-    open_memo: Callable[[Rates], Memo],
+    open_memo: Callable[[CostModel], Memo],
     previous: HostProfile = DEFAULT,
     *,
     log: Callable[[str], None] = lambda line: None,
@@ -196,7 +196,8 @@ def calibrate(
     counts too (``settle_rates``); pass DEFAULT to start afresh."""
     measured, hz = measure_rates(log=log)
     rates, fastest, rows = settle_rates(measured, previous)
-    memo = open_memo(rates)
+    l2 = l2_budget()
+    memo = open_memo(replace(previous, rates=rates, l2_budget=l2).model)
     try:
         trials = calibrate_prefetch(memo, log=log)
     finally:
@@ -208,5 +209,5 @@ def calibrate(
     source = (
         f"morello calibrate: {hz / 1e9:.2f} GHz, seed kernel at {best.gb_per_s:.1f} GB/s, 1 thread"
     )
-    profile = HostProfile(best.prefetch_bytes, source, rates, l2_budget(), fastest)
+    profile = HostProfile(best.prefetch_bytes, source, rates, l2, fastest)
     return Calibration(profile, rows, hz, trials)

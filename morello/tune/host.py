@@ -16,8 +16,9 @@ import tempfile
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from morello.core.cost import RATES, Rates
+from morello.core.cost import CostModel
 from morello.core.kernels import DOT_PREFETCH_BYTES
+from morello.core.rates import RATES, Rates
 from morello.core.target import AVX2_LIMITS, MemoryLimits
 from morello.errors import HostProfileError
 from morello.store import cache_dir
@@ -42,6 +43,11 @@ class HostProfile:
     def limits(self) -> MemoryLimits:
         """What a synthesized program may allocate on this host."""
         return replace(AVX2_LIMITS, l2=self.l2_budget).quantized()
+
+    @property
+    def model(self) -> CostModel:
+        """The cost model this host's syntheses search by."""
+        return CostModel(self.rates, self.limits)
 
 
 DEFAULT = HostProfile(DOT_PREFETCH_BYTES, "built-in default; run `morello calibrate`")

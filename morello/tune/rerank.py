@@ -8,11 +8,9 @@ optimum, checked against an exact product, and timed round by round as the bench
 systems. They are picked by predicted cost, but each new shape of program first: the
 cheapest neighbours often only resize a loop or swap two nested ones, which the model
 prices alike and which measure alike, while a neighbour that drops a split or hoists a copy
-can be the one the model underrates (batched decode 4x2048x2048 bf16, before the model
-priced the streams a K split adds under a block resident from DRAM: dropping the split,
-1% dearer by the model, measured 1.6x faster, ninth by cost). The
-fastest median wins; the memo table keeps the model's optimum, since the measurement
-belongs to this machine at this moment.
+differs in kind, and can be the one the model underrates even when it ranks far down by
+cost (docs/results.md). The fastest median wins; the memo table keeps the model's optimum,
+since the measurement belongs to this machine at this moment.
 """
 
 from __future__ import annotations
@@ -25,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from morello.core.cost import Rates, action_cost
+from morello.core.cost import action_cost
 from morello.core.layout import COL
 from morello.core.memo import Memo
 from morello.core.program import Program
+from morello.core.rates import Rates
 from morello.core.rewrites import Tile
 from morello.core.search import Search
 from morello.core.spec import Spec
@@ -74,7 +73,7 @@ def neighbours(
         alternatives.sort(key=lambda alt: alt[0])
         for cost, action, children in alternatives[:PER_NODE]:
             subtree = Program(node.spec, action, tuple(search.program(c) for c in children), cost)
-            program = _splice(optimum, path, subtree, threads, memo.rates)
+            program = _splice(optimum, path, subtree, threads, memo.model.rates)
             change = f"{node.action} → {action}" + (f" (×{runs:,})" if runs > 1 else "")
             found.setdefault(program, Candidate(program, change, prefetch_bytes))
     ranked = sorted(found.values(), key=lambda c: (c.change != "", c.program.cost))
@@ -104,7 +103,7 @@ def _weighty_nodes(node: Program, total: float, path: tuple[int, ...] = (), runs
     for index, child in enumerate(node.children):
         times = runs
         if isinstance(node.action, Tile) and index == 0:
-            times *= node.action.dim.extent(node.spec) // node.action.size
+            times *= node.action.loop(node.spec).trips
         yield from _weighty_nodes(child, total, (*path, index), times)
 
 

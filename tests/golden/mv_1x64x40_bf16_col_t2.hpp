@@ -18,8 +18,13 @@
 #include <immintrin.h>
 
 // ---- morello runtime: shared by every morello header, defined once per translation unit.
-#ifndef MORELLO_RUNTIME_V1_
-#define MORELLO_RUNTIME_V1_
+// The guard's version changes with any change that headers of another version would not
+// compile or run against.
+#ifdef MORELLO_RUNTIME_V1_
+#error "morello headers of two versions in one translation unit: regenerate them with one morello"
+#endif
+#ifndef MORELLO_RUNTIME_V2_
+#define MORELLO_RUNTIME_V2_
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -27,6 +32,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -64,6 +70,82 @@ inline __m256 load_bf16x8(const uint16_t* p) {
   const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
 }
+
+// Heap scratch for the copies a kernel does not keep on its stack (it keeps 4 KiB there
+// at most: a host pool's threads may have small stacks). One request, at the start of the
+// body or of a task, holds all the copies made there; its block is 64-byte aligned and
+// the holder's alone until the Scratch goes out of scope.
+//
+// Why concurrent calls and tasks never share a block: blocks are cached per OS thread, a
+// Scratch takes its block from its own thread's cache and gives it back there (a scope
+// does not change threads), and a block taken is out of the cache until given back. So a
+// request made while its thread holds another (a task that the calling thread runs
+// itself, or work a stealing pool runs inside a wait) gets another block. The memory is
+// used from any thread while held: tasks read the copies their caller made.
+//
+// Blocks are grown on demand and never shrunk: after its first call a kernel allocates
+// nothing. A thread's blocks are freed when it exits. Out of memory ends the program
+// (noexcept), as a stack overflow would: a kernel has no error path.
+class Scratch {
+ public:
+  explicit Scratch(std::size_t bytes) noexcept : block_(take(bytes)) {}
+  ~Scratch() { give_back(block_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+
+  void* at(std::size_t offset) const { return block_.data + offset; }
+
+ private:
+  static constexpr std::align_val_t kAlign{64};
+
+  struct Block {
+    char* data;
+    std::size_t size;
+  };
+
+  struct Cache {
+    std::vector<Block> blocks;  // free ones; taken from and given back to the end
+    ~Cache() {
+      for (const Block& block : blocks) ::operator delete(block.data, kAlign);
+      gone() = true;
+    }
+  };
+
+  static Cache& cache() {
+    static thread_local Cache blocks;
+    return blocks;
+  }
+
+  // Set when the thread's cache is destroyed at its exit: a kernel called later, from
+  // another thread_local's destructor, allocates and frees its own block.
+  static bool& gone() {
+    static thread_local bool destroyed = false;
+    return destroyed;
+  }
+
+  static Block take(std::size_t bytes) noexcept {
+    Block block{nullptr, 0};
+    if (!gone() && !cache().blocks.empty()) {
+      block = cache().blocks.back();
+      cache().blocks.pop_back();
+    }
+    if (block.size < bytes) {
+      ::operator delete(block.data, kAlign);
+      block = {static_cast<char*>(::operator new(bytes, kAlign)), bytes};
+    }
+    return block;
+  }
+
+  static void give_back(Block block) noexcept {
+    if (gone()) {
+      ::operator delete(block.data, kAlign);
+    } else {
+      cache().blocks.push_back(block);
+    }
+  }
+
+  Block block_;
+};
 
 // A persistent pool: kernels run tasks on it with no compiler flag beyond the standard
 // library's threads. One job at a time; the calling thread takes tasks too.
@@ -191,7 +273,7 @@ struct DefaultParallelFor {
 };
 
 }  // namespace morello
-#endif  // MORELLO_RUNTIME_V1_
+#endif  // MORELLO_RUNTIME_V2_
 
 #ifndef MORELLO_DESCRIPTORS_V1_
 #define MORELLO_DESCRIPTORS_V1_
