@@ -220,6 +220,9 @@ def test_a_host_with_other_rates_has_a_table_of_its_own(tmp_path: Path) -> None:
     with MemoDB(tmp_path / "calibrated.sqlite3", calibrated) as db:
         again, stats = synthesize(canonical(matmul_problem("64x64x64", "f32,f32,f32")), memo=db)
     assert again == program and stats.specs_solved == 0  # its costs, derived from its rates
+    # A table is searched only by its own model: the costs in it are that model's.
+    with pytest.raises(MemoTableError, match="another cost model"):
+        synthesize_spec(matmul_problem("4x4x4", "f32,f32,f32"), memo=InMemoryMemo(calibrated))
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,9 @@ class CostModel:
         return action_cost(spec, action, children, costs, threads, self.rates)
 
 
+DEFAULT_MODEL = CostModel()  # the built-in rates and the AVX2 target's memory
+
+
 def kernel_cost(kernel: Kernel, spec: Spec, rates: Rates = RATES) -> float:
     return family(kernel).cost(spec, kernel, rates)
 

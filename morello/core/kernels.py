@@ -246,9 +246,13 @@ def _outer_fma_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
 
 
 def _dot_operands(spec: Spec) -> tuple[DotMode, bool] | None:
-    """The dot kernels' mode for ``spec``, and whether it splits bf16 (holding a mask)."""
+    """The dot kernels' mode for ``spec``, and whether it splits bf16 (holding a mask); None
+    where no dot kernel applies."""
     a, b, c = spec.operands
+    m, _, n = spec.mkn
     if not (_computes(spec) and _in_memory(c.level) and isinstance(b.layout, ColMajor)):
+        return None
+    if m * n > DOT_MAX_OUTPUTS:
         return None
     mode = dot_mode(a.dtype, a.layout, b.dtype)
     if mode is None:
@@ -258,8 +262,7 @@ def _dot_operands(spec: Spec) -> tuple[DotMode, bool] | None:
 
 def _dot(spec: Spec) -> Iterator[Kernel]:
     found = _dot_operands(spec)
-    m, _, n = spec.mkn
-    if found is None or m * n > DOT_MAX_OUTPUTS:
+    if found is None:
         return
     mode, splits = found
     for unroll in DOT_UNROLLS:
@@ -299,10 +302,10 @@ def _dot_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
 
 def _dot_rows(spec: Spec) -> Iterator[Kernel]:
     found = _dot_operands(spec)
-    m, _, n = spec.mkn
-    if found is None or m * n > DOT_MAX_OUTPUTS:
+    if found is None:
         return
     mode, splits = found
+    m = spec.mkn[0]
     if 2 <= m <= DOT_ROWS_MAX and dot_registers(2 * m, splits) <= spec.limits.vrf:
         yield Kernel(KernelKind.DOT_ROWS, mode)
 

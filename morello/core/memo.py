@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from morello.core.cost import CostModel
+from morello.core.cost import DEFAULT_MODEL, CostModel
 from morello.core.rewrites import Action
 from morello.core.spec import Spec
 
@@ -38,7 +38,7 @@ class Memo(Protocol):
 class InMemoryMemo:
     """A dict. Serial Specs do not depend on the thread count, so they share entries."""
 
-    def __init__(self, model: CostModel = CostModel()) -> None:  # noqa: B008 (immutable)
+    def __init__(self, model: CostModel = DEFAULT_MODEL) -> None:
         self.model = model
         self._table: dict[tuple[Spec, int], Solution] = {}
 

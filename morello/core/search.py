@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from morello.core.cost import CostModel
+from morello.core.cost import DEFAULT_MODEL, CostModel
 from morello.core.memo import InMemoryMemo, Memo, Solution
 from morello.core.program import Program
 from morello.core.rewrites import Action, Refused, actions, canonical, expand
 from morello.core.spec import Spec
-from morello.errors import SpecError
+from morello.errors import MemoTableError, SpecError
 
 NO_PROGRAM = Solution(None, math.inf)
 
@@ -42,9 +42,12 @@ class Search:
         model: CostModel | None = None,
     ) -> None:
         if model is None:
-            model = memo.model if memo is not None else CostModel()
+            model = memo.model if memo is not None else DEFAULT_MODEL
         if memo is not None and memo.model.key != model.key:
-            raise ValueError(f"the memo table is of another model: {memo.model.key} vs {model.key}")
+            raise MemoTableError(
+                f"the memo table was opened for another cost model ({memo.model.key}) than "
+                f"the search's ({model.key})"
+            )
         self.model = model
         self.threads = threads
         self.memo: Memo = memo if memo is not None else InMemoryMemo(model)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from morello.core.kernels import DOT_PREFETCH_BYTES
-from morello.core.memo import InMemoryMemo, Memo
+from morello.core.memo import Memo
 from morello.core.program import Program
 from morello.core.search import SearchStats, synthesize
 from morello.core.spec import Spec
@@ -49,10 +49,7 @@ def synthesize_spec(
             f"the Spec was built for {'1 thread' if spec.serial else 'several threads'} but "
             f"synthesis asks for {threads}: pass the same threads to both"
         )
-    model = profile.model
-    if memo is not None and memo.model.key != model.key:
-        raise SpecError("the memo table was opened for another cost model than the host's")
-    if memo is None:
-        memo = InMemoryMemo(model)
-    program, stats = synthesize(spec, threads=threads, memo=memo, progress=progress, model=model)
+    program, stats = synthesize(
+        spec, threads=threads, memo=memo, progress=progress, model=profile.model
+    )
     return Synthesized(program, stats, threads, profile.prefetch_bytes)

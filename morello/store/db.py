@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from morello.core.cost import CostModel
+from morello.core.cost import DEFAULT_MODEL, CostModel
 from morello.core.memo import Solution
 from morello.core.rewrites import Action, Refused, expand
 from morello.core.spec import Spec
@@ -39,7 +39,6 @@ from morello.store import cache_dir, table
 from morello.store.table import Point, Regions, decode_action, encode_action, locate
 
 TARGET = f"avx2 {AVX2_LIMITS}"
-DEFAULT_MODEL = CostModel()
 
 FLUSH_EVERY = 50_000  # solutions kept in memory before a write; bounds loss on a crash
 LOCK_TIMEOUT_S = 300.0  # waiting for another process's write is normal, not an error

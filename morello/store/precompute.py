@@ -19,12 +19,12 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from morello.core.cost import CostModel
+from morello.core.cost import DEFAULT_MODEL, CostModel
 from morello.core.rewrites import canonical
 from morello.core.search import Search
 from morello.core.spec import Spec, matmul_problem
 from morello.core.target import AVX2_LIMITS, MemoryLimits
-from morello.store.db import DEFAULT_MODEL, MemoDB
+from morello.store.db import MemoDB
 
 BATCHES_PER_WORKER = 2  # per stage: enough to even out uneven batches, few transactions
 MAX_BATCH = 512
