@@ -35,11 +35,11 @@ def _dot(kind: KernelKind, unroll: int = 1):
 
 
 # Root actions for Case.forced: B packed into 16-wide f32 panels; the dot kernel, one
-# output at a time or over all rows of A at once.
+# output at a time or over a block of outputs at once.
 FORCED = {
     "packB": lambda spec: Move(B, Level.L1, Packed(16), Dtype.F32),
     "dot": _dot(KernelKind.DOT, unroll=2),
-    "dotRows": _dot(KernelKind.DOT_ROWS),
+    "dotBlock": _dot(KernelKind.DOT_BLOCK),
 }
 
 

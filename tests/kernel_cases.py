@@ -98,11 +98,14 @@ CASES: tuple[Case, ...] = (
         for dt in (F32, BF16)
         for lay in ("row", "col")
     ),
-    # Rows of A sharing each block of B, in the modes random programs rarely reach, with
-    # K-tails.
-    Case((3, 40, 2), BF16, "col", forced="dotRows"),
-    Case((4, 33, 2), ("f32", "bf16", "f32"), "col", forced="dotRows"),
-    Case((2, 50, 3), ("f32", "bf16", "f32"), "col", accumulate=True, forced="dotRows"),
+    # Blocks of outputs sharing each load of A and of B: rows, columns and both, in the modes
+    # random programs rarely reach, with K-tails.
+    Case((3, 40, 1), BF16, "col", forced="dotBlock"),
+    Case((1, 40, 5), BF16, "col", forced="dotBlock"),
+    Case((4, 33, 1), ("f32", "bf16", "f32"), "col", forced="dotBlock"),
+    Case((1, 70, 4), ("f32", "bf16", "f32"), "col", forced="dotBlock"),
+    Case((2, 50, 2), ("f32", "bf16", "f32"), "col", accumulate=True, forced="dotBlock"),
+    Case((1, 24, 3), F32, "col", accumulate=True, forced="dotBlock"),
     # bf16 A against bf16 B, both split on the fly, through unrolled steps, blocks and tails.
     Case((2, 88, 2), BF16, "col", forced="dot"),
     # Random programs of the space: every rewrite must be correct, not only the chosen ones.

@@ -136,7 +136,7 @@ def test_rows_sharing_each_block_of_b_cost_less_than_a_dot_per_row() -> None:
     b = TensorSpec((2048, 1), BF16, COL, Level.L1)
     c = TensorSpec((4, 1), F32, ROW, Level.L1, contiguous=False)
     spec = Spec(Op.MATMUL, (a, b, c), AVX2_LIMITS, True)
-    rows = kernel_cost(Kernel(KernelKind.DOT_ROWS, DotMode.EVEN_ODD), spec)
+    rows = kernel_cost(Kernel(KernelKind.DOT_BLOCK, DotMode.EVEN_ODD), spec)
     each = kernel_cost(Kernel(KernelKind.DOT, DotMode.EVEN_ODD, 4), spec)
     assert rows < each  # B is loaded and split once per block for all four rows
     assert rows >= 2048 / 16 * 2 * 4 / RATES.fma_per_cycle  # never faster than the FMA pipes

@@ -233,8 +233,8 @@ def test_a_header_of_rows_sharing_b_states_its_prefetch_distance() -> None:
     from morello.core.program import Program
     from morello.emit.codegen import render_header
 
-    spec = matmul_problem("4x64x2", "bf16,bf16,f32", "row,col,row")
-    kernel = Kernel(KernelKind.DOT_ROWS, DotMode.SPLIT_BOTH)
+    spec = matmul_problem("4x64x1", "bf16,bf16,f32", "row,col,row")
+    kernel = Kernel(KernelKind.DOT_BLOCK, DotMode.SPLIT_BOTH)
     header = render_header(Program(spec, kernel, (), 0.0), "gemm", prefetch_bytes=4096)
     assert "+ 4096, _MM_HINT_T0" in header
     assert "prefetch B 4096 bytes ahead;" in header
@@ -242,16 +242,18 @@ def test_a_header_of_rows_sharing_b_states_its_prefetch_distance() -> None:
 
 @pytest.mark.parametrize(("k", "ld", "size"), [(1024, 2048, 2), (64, 64, 2), (48, 4096, 4)])
 @pytest.mark.parametrize("distance", [0, 512, 2048, 8192])
+@pytest.mark.parametrize("block", [1, 4])
 def test_the_dot_kernels_prefetch_what_they_read_distance_bytes_later(
-    k: int, ld: int, size: int, distance: int
+    k: int, ld: int, size: int, distance: int, block: int
 ) -> None:
-    # The kernel and its callers read B column after column (ld elements apart), each down
-    # its k elements: the prefetched address is the one read that many bytes later.
-    ahead = codegen._b_ahead(k, ld, size, distance)
+    # The kernel and its callers read each column of B down its k elements, then the column
+    # ``block`` columns (ld elements each) further, which the same stream of the kernel reads
+    # next: the prefetched address is the one that stream reads that many bytes later.
+    ahead = codegen._b_ahead(k, ld, size, distance, block)
     columns = 2 + distance // size // k
-    read_order = [column * ld + row for column in range(columns) for row in range(k)]
+    read_order = [column * block * ld + row for column in range(columns) for row in range(k)]
     for kk in range(0, k, 16):
-        expr = ahead(str(kk))
+        expr = ahead("br", str(kk))
         match = re.fullmatch(r"reinterpret_cast<const char\*>\(br \+ (.+?)\)(?: \+ (\d+))?", expr)
         assert match, expr
         address = eval(match[1].replace("/", "//")) * size + int(match[2] or 0)

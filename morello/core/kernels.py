@@ -33,6 +33,7 @@ from morello.core.rates import (
     Rates,
     elems,
     line_cost,
+    reread_cost,
     throughput,
     vectors,
 )
@@ -43,7 +44,7 @@ from morello.core.target import F32_LANES, Level
 class KernelKind(enum.Enum):
     OUTER_FMA = "outer_fma"  # C[mr x nr] (registers) += A[mr x 1] · B[1 x nr]: broadcast + FMA
     DOT = "dot"  # C[mr x nr] (+)= A[mr x K] · B[K x nr], B rows contiguous along K
-    DOT_ROWS = "dot_rows"  # the same, the mr rows of A sharing each loaded block of B
+    DOT_BLOCK = "dot_block"  # the same, all outputs at once, sharing each load of A and B
     ZERO_VRF = "zero_vrf"
     ZERO_MEM = "zero_mem"
     LOAD_VRF = "load_vrf"
@@ -74,24 +75,36 @@ DOT_UNROLLS = (1, 2, 4)
 DOT_PREFETCH_BYTES = 1024
 DOT_TEMPORARIES = 3  # raw B vector and its two f32 halves
 DOT_MAX_OUTPUTS = 8  # bounds code size: each output is an unrolled copy of the loop
-# A few rows of A (a batch of tokens) can share each block of B the dot kernel loads and
-# widens: the weights are then converted once per block instead of once per row, and the
-# loop does 2 x rows FMAs per block, which bounds it by the FMA pipes rather than by the
-# loads and conversions. Each row keeps two accumulators (no unrolling), so 4 rows fill
-# the 16 vector registers with the temporaries.
-DOT_ROWS_MAX = 4
+# A dot block computes all its mr x nr outputs at once, each with two accumulators. Each
+# block of 16 K-elements of A is loaded (and split) once for all nr columns, and each of B
+# once for all mr rows. Rows sharing B (a batch of tokens) convert the weights once per
+# block instead of once per row; columns sharing A keep a long vector that lives in L2 from
+# being re-read once per output, and read nr columns of B as concurrent streams.
+DOT_BLOCK_MAX_OUTPUTS = 6
 
 
-def dot_registers(accumulators: int, splits_bf16: bool) -> int:
-    """Vector registers a dot kernel holds: its accumulators, the temporaries, and the
-    shift mask of the modes that split bf16."""
-    return accumulators + DOT_TEMPORARIES + int(splits_bf16)
+def dot_registers(accumulators: int, splits_bf16: bool, a_held: int = 0) -> int:
+    """Vector registers a dot kernel holds: its accumulators, the temporaries, the shift
+    mask of the modes that split bf16, and the blocks of A held for several columns."""
+    return accumulators + DOT_TEMPORARIES + int(splits_bf16) + a_held
+
+
+def dot_block_registers(rows: int, columns: int, splits_bf16: bool) -> int:
+    """A block's registers: two accumulators per output; each row's two halves of A are
+    held across the columns (with one column, FMAs read them from memory)."""
+    held = 2 * rows if columns > 1 else 0
+    return dot_registers(2 * rows * columns, splits_bf16, held)
 
 
 # The most any dot kernel asks for: the search caps a Spec's register budget at what its
 # subtree could use (rewrites.canonical), which must cover this.
 DOT_MAX_REGISTERS = max(
-    dot_registers(2 * max(DOT_UNROLLS), True), dot_registers(2 * DOT_ROWS_MAX, True)
+    dot_registers(2 * max(DOT_UNROLLS), True),
+    max(
+        dot_block_registers(r, c, True)
+        for r in range(1, DOT_BLOCK_MAX_OUTPUTS + 1)
+        for c in range(1, DOT_BLOCK_MAX_OUTPUTS // r + 1)
+    ),
 )
 OUTER_FMA_TEMPORARIES = 1  # the broadcast of A
 
@@ -105,7 +118,7 @@ class Kernel:
     def __str__(self) -> str:
         if self.mode is None:
             return self.kind.value
-        if self.kind == KernelKind.DOT_ROWS:
+        if self.kind == KernelKind.DOT_BLOCK:
             return f"{self.kind.value}[{self.mode.value}]"
         return f"{self.kind.value}[{self.mode.value}, unroll {self.unroll}]"
 
@@ -297,30 +310,43 @@ def _dot_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
         + tail * SCALAR_FMA_CYCLES
         + HSUM_CYCLES
     )
-    return mr * nr * per_output + line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
+    # One output at a time: A is read once per column, B once per row.
+    a_reads = reread_cost(a, nr, k * a.dtype.size, rates)
+    reads = a_reads + reread_cost(b, mr, k * b.dtype.size, rates)
+    return mr * nr * per_output + reads + line_cost(c, rates)
 
 
-def _dot_rows(spec: Spec) -> Iterator[Kernel]:
+def _dot_block(spec: Spec) -> Iterator[Kernel]:
     found = _dot_operands(spec)
     if found is None:
         return
     mode, splits = found
-    m = spec.mkn[0]
-    if 2 <= m <= DOT_ROWS_MAX and dot_registers(2 * m, splits) <= spec.limits.vrf:
-        yield Kernel(KernelKind.DOT_ROWS, mode)
+    m, _, n = spec.mkn
+    outputs = m * n
+    if 2 <= outputs <= DOT_BLOCK_MAX_OUTPUTS and (
+        dot_block_registers(m, n, splits) <= spec.limits.vrf
+    ):
+        yield Kernel(KernelKind.DOT_BLOCK, mode)
 
 
-def _dot_rows_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
+def _dot_block_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
     a, b, c = spec.operands
     mr, k, nr = spec.mkn
     assert kernel.mode is not None
     (b_loads, b_alu), (a_loads, a_alu) = _DOT_WORK[kernel.mode]
-    prefetches = math.ceil(EVEN_ODD_BLOCK * b.dtype.size / CACHE_LINE)
+    # Each column's B is prefetched ahead once a block; with one column A is read by the
+    # FMAs, once per use.
+    prefetches = nr * math.ceil(EVEN_ODD_BLOCK * b.dtype.size / CACHE_LINE)
     blocks, tail = divmod(k, EVEN_ODD_BLOCK)
-    per_column = blocks * throughput(
-        rates, 2 * mr, b_loads + mr * a_loads + prefetches, b_alu + mr * a_alu
-    ) + mr * (tail * SCALAR_FMA_CYCLES + HSUM_CYCLES)
-    return nr * per_column + line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
+    per_block = throughput(
+        rates,
+        2 * mr * nr,
+        nr * b_loads + mr * a_loads + prefetches,
+        nr * b_alu + mr * a_alu,
+    )
+    tails = mr * nr * (tail * SCALAR_FMA_CYCLES + HSUM_CYCLES)
+    lines = line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
+    return blocks * per_block + tails + lines
 
 
 def _scalar_fma(spec: Spec) -> Iterator[Kernel]:
@@ -346,7 +372,7 @@ FAMILIES = (
         for family in (
             Family(KernelKind.OUTER_FMA, op, _outer_fma, _outer_fma_cost),
             Family(KernelKind.DOT, op, _dot, _dot_cost),
-            Family(KernelKind.DOT_ROWS, op, _dot_rows, _dot_rows_cost),
+            Family(KernelKind.DOT_BLOCK, op, _dot_block, _dot_block_cost),
             Family(KernelKind.SCALAR_FMA, op, _scalar_fma, _scalar_fma_cost),
         )
     ),

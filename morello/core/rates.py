@@ -66,6 +66,9 @@ FMA_LATENCY = 4  # cycles before an accumulator can be used again
 HSUM_CYCLES = 8  # reduce one 8-lane accumulator pair to a scalar and add it to C
 SCALAR_FMA_CYCLES = FMA_LATENCY  # a scalar multiply-add chain runs at latency
 
+# A piece of an operand this small, re-read while other operands stream through L1, is
+# still there when read again: a quarter of a 32 KiB L1d.
+L1_KEEPS_BYTES = 8 * 1024
 L3_STREAM_START_CYCLES = 40.0  # as from DRAM (Rates), ~50 cycles of L3 latency
 COPY_CYCLES_PER_VECTOR = 1.0  # a load and a store per 32 bytes when the copy vectorizes
 COPY_CYCLES_PER_ELEMENT = 1.0  # a copy that changes layout goes element by element
@@ -74,6 +77,18 @@ EVEN_ODD_WIDEN_CYCLES = 4.0  # per 16 bf16: one load, a shift, a mask, two store
 
 def line_cost(t: TensorSpec, rates: Rates = RATES) -> float:
     return t.lines() * rates.line_cycles(t.level) + runs(t) * rates.stream_start_cycles(t.level)
+
+
+def reread_cost(t: TensorSpec, times: int, piece_bytes: int, rates: Rates = RATES) -> float:
+    """Reading ``t`` ``times`` over, a piece (a row or a column) of ``piece_bytes`` at a
+    time. The first read fetches it from its level. A piece read again soon is still in
+    L1 if it is small beside the streams flowing through L1, else in L2 at best; L2 feeds
+    a core a line every ``L2_LINE_CYCLES`` at most, which a long vector re-read once per
+    output makes the bound."""
+    if times <= 1:
+        return line_cost(t, rates)
+    kept = Level.L1 if piece_bytes <= L1_KEEPS_BYTES else max(t.level, Level.L2)
+    return line_cost(t, rates) + (times - 1) * t.lines() * rates.line_cycles(kept)
 
 
 def elems(t: TensorSpec) -> int:

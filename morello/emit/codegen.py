@@ -262,7 +262,7 @@ def _kernel(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes:
                 nr - F32_LANES * (nb - 1),
                 [a.value(i, 0) for i in range(mr)],
             )
-        case KernelKind.DOT | KernelKind.DOT_ROWS:
+        case KernelKind.DOT | KernelKind.DOT_BLOCK:
             return _dot(kernel, spec, views, prefetch_bytes)
         case KernelKind.ZERO_VRF:
             (c,) = views
@@ -321,20 +321,22 @@ def _panel_copy(src: MemView, dst: MemView, rows: int, cols: int, width: int) ->
     return _macros().panel_copy(rows, full * width, width, d.elem("i", "j"), _copied(s, d), tail)
 
 
-def _b_ahead(k: int, ld: int, size: int, distance: int) -> Callable[[str], str]:
-    """The address ``distance`` bytes of B ahead of element ``kk`` of the column ``br``, in
-    the order the kernel and its callers read B: down the column, then on to the next one,
-    ``ld`` elements further. A column that is all of a row of the caller's B runs straight
-    on into the next; one that a K split cut short does not, and prefetching straight ahead
-    would fetch the rest of its own row, which is read a whole pass later, while the next
-    column, read next, starts cold."""
-    if ld == k:
-        return lambda kk: f"reinterpret_cast<const char*>(br + {kk}) + {distance}"
+def _b_ahead(k: int, ld: int, size: int, distance: int, columns: int) -> Callable[[str, str], str]:
+    """The address ``distance`` bytes of B ahead of element ``kk`` of a column ``br``, in
+    the order the kernel and its callers read B: down the column, then on to the column
+    read after it, ``columns`` columns (``ld`` elements each) further. A column that is all
+    of a row of the caller's B runs straight on into the next; one that a K split cut short
+    does not, and prefetching straight ahead would fetch the rest of its own row, which is
+    read a whole pass later, while the column read next starts cold."""
+    if ld == k and columns == 1:
+        return lambda br, kk: f"reinterpret_cast<const char*>({br} + {kk}) + {distance}"
     ahead = distance // size
 
-    def address(kk: str) -> str:
+    def address(br: str, kk: str) -> str:
         later = f"({kk} + {ahead})"
-        return f"reinterpret_cast<const char*>(br + {later} / {k} * {ld} + {later} % {k})"
+        return (
+            f"reinterpret_cast<const char*>({br} + {later} / {k} * {ld * columns} + {later} % {k})"
+        )
 
     return address
 
@@ -350,7 +352,7 @@ def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes: in
         elem = f"{row}[{index}]"
         return f"detail::bf16_to_f32({elem})" if a.dtype == Dtype.BF16 else elem
 
-    tail_b = "detail::bf16_to_f32(br[kk])" if b.dtype == Dtype.BF16 else "br[kk]"
+    tail_b = "detail::bf16_to_f32({br}[kk])" if b.dtype == Dtype.BF16 else "{br}[kk]"
     common = {
         "mode": kernel.mode.value,
         "k": k,
@@ -358,31 +360,36 @@ def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes: in
         "b_type": b.dtype.c_type,
         "overwrite": spec.op == Op.MATMUL,
         "b_size": b.dtype.size,
-        "b_ahead": _b_ahead(k, b.ld, b.dtype.size, prefetch_bytes),
     }
-    if kernel.kind == KernelKind.DOT_ROWS:
+    if kernel.kind == KernelKind.DOT_BLOCK:
         columns = [
             {
                 "b_row": b.at(0, j),
                 "c_elems": [c.elem(i, j) for i in range(mr)],
                 "a_elems": [tail_a(f"ar{i}") for i in range(mr)],
-                "b_elem": tail_b,
+                "b_elem": tail_b.format(br=f"br{j}"),
             }
             for j in range(nr)
         ]
-        return _macros().dot_rows(a_rows=[a.at(i, 0) for i in range(mr)], columns=columns, **common)
+        return _macros().dot_block(
+            a_rows=[a.at(i, 0) for i in range(mr)],
+            columns=columns,
+            b_ahead=_b_ahead(k, b.ld, b.dtype.size, prefetch_bytes, nr),
+            **common,
+        )
     outputs = [
         {
             "a_row": a.at(i, 0),
             "b_row": b.at(0, j),
             "c_elem": c.elem(i, j),
             "a_elem": tail_a("ar"),
-            "b_elem": tail_b,
+            "b_elem": tail_b.format(br="br"),
         }
         for i in range(mr)
         for j in range(nr)
     ]
-    return _macros().dot(unroll=kernel.unroll, outputs=outputs, **common)
+    b_ahead = _b_ahead(k, b.ld, b.dtype.size, prefetch_bytes, 1)
+    return _macros().dot(unroll=kernel.unroll, outputs=outputs, b_ahead=b_ahead, **common)
 
 
 def render_body(program: Program, threads: int, prefetch_bytes: int = DOT_PREFETCH_BYTES) -> str:
@@ -420,7 +427,7 @@ def _bias_prologue(spec: Spec, bias: str) -> str:
     )
 
 
-_PREFETCHING = (KernelKind.DOT, KernelKind.DOT_ROWS)  # kernels that prefetch B ahead
+_PREFETCHING = (KernelKind.DOT, KernelKind.DOT_BLOCK)  # kernels that prefetch B ahead
 
 
 def _uses(program: Program, *kinds: KernelKind) -> bool:
