@@ -269,9 +269,9 @@ def test_plot_is_written(tmp_path):
 
 
 def test_suite_covers_the_issue_workloads():
-    names = [w.name for w in benchmarks.SUITE]
+    names = [w.name for w in benchmarks.STANDARD]
     assert names[0].startswith("seed 1x2048x16384")
-    shapes = {(w.problem.m, w.problem.k, w.problem.n) for w in benchmarks.SUITE}
+    shapes = {(w.problem.m, w.problem.k, w.problem.n) for w in benchmarks.STANDARD}
     assert {(1, 2048, 16384), (1, 16384, 2048), (1, 2048, 2048), (4, 2048, 2048)} <= shapes
     assert {(256,) * 3, (512,) * 3, (1024,) * 3} <= shapes
     assert benchmarks.THREADS == (1, 2)
@@ -283,3 +283,20 @@ def test_peer_inputs_share_values_across_dtypes():
     a, b = inputs.native()
     assert np.array_equal(b32[0], b[0].astype(np.float32))  # widening is exact
     assert np.array_equal(a32[0], a[0])
+
+
+def test_the_decode_suite_has_every_projection_of_six_model_families() -> None:
+    from morello.bench.models import MODELS, decode_shapes
+
+    families = {m.name.rsplit(" ", 1)[0] for m in MODELS}
+    assert len(families) >= 6
+    shapes = decode_shapes()
+    covered = {use for s in shapes for use in s.uses}
+    for model in MODELS:
+        for projection, _, _ in model.projections():
+            assert f"{model.name} {projection}" in covered
+    assert len({(s.k, s.n) for s in shapes}) == len(shapes)  # each shape once
+    decode = benchmarks.SUITES["decode"]
+    assert {(w.problem.k, w.problem.n) for w in decode} == {(s.k, s.n) for s in shapes}
+    assert all(w.problem.m == 1 and w.problem.cold and w.problem.b_col for w in decode)
+    assert {w.problem.a_dtype.value for w in decode} == {"f32", "bf16"}

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+import math
 import platform
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from morello.tune.accuracy import Accuracy, accuracy
 
 OURS = "morello"
 
@@ -34,6 +37,7 @@ class WorkloadResult:
     systems: tuple[SystemResult, ...]
     skipped: tuple[tuple[str, str], ...]  # (peer, why)
     limit_bar: float | None = None  # the share of the limit ours must reach, if any
+    predicted_s: float | None = None  # the cost model's time for ours, at the measured clock
 
     def ours(self) -> SystemResult:
         return next(s for s in self.systems if s.system == OURS)
@@ -50,6 +54,8 @@ class ThreadResult:
     fma_gflops: float  # f32 FMA peak at this thread count, with the host's widest FMA
     workloads: tuple[WorkloadResult, ...]
     fma_isa: str = "AVX2"  # that widest FMA: AVX2 or AVX-512
+    read_pattern: str = "1 stream"  # how the read probe read: the fastest pattern here
+    clock_ghz: float = 0.0  # the core clock, measured: what the model's cycles are worth
 
     def rate(self, w: WorkloadResult, s: SystemResult) -> float:
         """GB/s for memory-bound workloads, else GFLOP/s."""
@@ -57,6 +63,17 @@ class ThreadResult:
 
     def of_limit(self, w: WorkloadResult, s: SystemResult) -> float:
         return self.rate(w, s) / (self.read_gbps if w.memory_bound else self.fma_gflops)
+
+    def geomeans(self) -> tuple[float, float | None]:
+        """Over the workloads: the geometric mean of ours' share of the limit, and of the
+        fastest peer's time over ours (None without peers)."""
+        shares = [self.of_limit(w, w.ours()) for w in self.workloads]
+        ratios = [p.median_s / w.ours().median_s for w in self.workloads if (p := w.fastest_peer())]
+        return _geomean(shares), _geomean(ratios) if ratios else None
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +85,19 @@ class SuiteResult:
     versions: dict[str, str]
     threads: tuple[ThreadResult, ...]
     peer_isa: str = "native"  # "avx2": peers and the FMA probe were kept to AVX2
+    name: str = "standard"  # which suite (morello/bench/suite.py SUITES)
+    geomean_bar: float | None = None  # the share of the limit the geometric mean must reach
+    neighbours: str = ""  # the model's accuracy over the optima and neighbours re-ranked
+
+    def optima_accuracy(self) -> Accuracy | None:
+        """The model's time for each of our kernels against its measured median."""
+        pairs = [
+            [(w.predicted_s, w.ours().median_s)]
+            for tr in self.threads
+            for w in tr.workloads
+            if w.predicted_s
+        ]
+        return accuracy(pairs) if pairs else None
 
 
 def versions(peers: Iterable[str]) -> dict[str, str]:
@@ -105,12 +135,22 @@ def format_report(suite: SuiteResult) -> str:
             "peers and the FMA peak kept to AVX2 (--peer-isa avx2), as on the machine class "
             "our kernels target"
         )
-    header = ["workload", "system", "median ms", "min ms", "rate", "of limit", "ours vs it"]
+    header = [
+        "workload",
+        "system",
+        "median ms",
+        "min ms",
+        "model ms",
+        "rate",
+        "of limit",
+        "ours vs it",
+    ]
     for tr in suite.threads:
         lines += [
             "",
-            f"{threads_label(tr.threads)}: streaming read {tr.read_gbps:.1f} GB/s, "
-            f"f32 FMA peak {tr.fma_gflops:.1f} GFLOP/s ({tr.fma_isa})",
+            f"{threads_label(tr.threads)}: streaming read {tr.read_gbps:.1f} GB/s "
+            f"({tr.read_pattern}), f32 FMA peak {tr.fma_gflops:.1f} GFLOP/s ({tr.fma_isa}), "
+            f"clock {tr.clock_ghz:.2f} GHz",
         ]
         rows = [header]
         notes: dict[str, int] = {}
@@ -127,6 +167,7 @@ def format_report(suite: SuiteResult) -> str:
                         s.system + mark + ("" if s.correct else " WRONG"),
                         f"{s.median_s * 1e3:.3f}",
                         f"{s.best_s * 1e3:.3f}",
+                        f"{w.predicted_s * 1e3:.3f}" if s is ours and w.predicted_s else "",
                         f"{tr.rate(w, s):.1f} {unit}",
                         f"{tr.of_limit(w, s):.0%}",
                         "" if s is ours else f"{s.median_s / ours.median_s:.2f}x",
@@ -136,6 +177,15 @@ def format_report(suite: SuiteResult) -> str:
                 rows.append(["" if w.systems else w.workload, f"{peer}: skipped, {why}"])
         lines += _align(rows)
         lines += [f"  {'*' * n} {note}" for note, n in notes.items()]
+        if len(tr.workloads) > 1:
+            share, ratio = tr.geomeans()
+            versus = f", {ratio:.2f}x the fastest peer" if ratio is not None else ""
+            lines.append(f"geometric mean of ours: {share:.1%} of the limit{versus}")
+    optima = suite.optima_accuracy()
+    if optima is not None:
+        lines += ["", f"cost model, our kernels: {optima}"]
+    if suite.neighbours:
+        lines.append(f"cost model, optima and their neighbours (--measure): {suite.neighbours}")
     return "\n".join(lines)
 
 
@@ -176,6 +226,13 @@ def check_bars(suite: SuiteResult) -> list[str]:
                     f"{w.workload}, {threads_label(tr.threads)}: {ratio:.2f}x the fastest peer "
                     f"({peer.system})",
                 )
+        if suite.geomean_bar is not None and tr.workloads:
+            share, _ = tr.geomeans()
+            bar(
+                share >= suite.geomean_bar,
+                f"geometric mean, {threads_label(tr.threads)}: {share:.1%} of the limit "
+                f"(bar {suite.geomean_bar:.0%})",
+            )
     return lines
 
 
@@ -188,6 +245,8 @@ def to_json(suite: SuiteResult) -> dict:
                 s_data["rate"] = tr.rate(w, s)
                 s_data["of_limit"] = tr.of_limit(w, s)
             w_data["ours_vs_fastest_peer"] = peer.median_s / w.ours().median_s if peer else None
+        if tr.workloads:
+            tr_data["geomean_of_limit"], tr_data["geomean_vs_fastest_peer"] = tr.geomeans()
     return data
 
 
@@ -234,6 +293,9 @@ def plot(suite: SuiteResult, path: Path) -> bool:
                 unit = "GB/s" if w.memory_bound else "GF/s"
                 ax.text(share * 100 + 1, y, f"{tr.rate(w, s):.0f} {unit}", va="center", fontsize=6)
         ax.axvline(100, color="black", linewidth=0.8)
+        for wi, w in enumerate(tr.workloads):
+            if w.limit_bar is not None:  # the share ours must reach, as a tick on its row
+                ax.vlines(w.limit_bar * 100, wi - 0.45, wi + 0.45, colors="red", linewidth=0.8)
         compute = [wi for wi, w in enumerate(tr.workloads) if not w.memory_bound]
         if tr.fma_isa == "AVX-512" and compute:
             # Our kernels are AVX2: half the lanes, so at best half of this machine's peak.

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from morello.bench.models import decode_shapes
 from morello.bench.peers import (
     PEERS,
     UNCAPPED,
@@ -45,6 +46,7 @@ from morello.emit.codegen import render_header
 from morello.errors import SpecError
 from morello.store.db import MemoDB, format_stats
 from morello.tune import rerank
+from morello.tune.accuracy import accuracy
 from morello.tune.harness import (
     BANDWIDTH_BYTES,
     BenchKernel,
@@ -53,6 +55,7 @@ from morello.tune.harness import (
     build_library,
     log,
     measure,
+    read_pattern_label,
 )
 from morello.tune.host import DEFAULT, HostProfile
 from morello.tune.inputs import Inputs, Problem, error_bound, max_error
@@ -91,7 +94,7 @@ def _square(n: int, bars=()) -> Workload:
 
 
 BF, F = Dtype.BF16, Dtype.F32
-SUITE = (
+STANDARD = (
     _decode("seed 1x2048x16384 bf16·bf16", 1, 2048, 16384, BF, bars=((1, 0.90), (2, 0.90))),
     _decode("gemma 2048→16384 f32·bf16", 1, 2048, 16384, F),
     _decode("gemma 16384→2048 f32·bf16", 1, 16384, 2048, F),
@@ -101,6 +104,16 @@ SUITE = (
     _square(512),
     _square(1024, bars=((1, 0.80),)),
 )
+DECODE_BARS = ((1, 0.90), (2, 0.85))  # share of read bandwidth, per thread count
+DECODE_GEOMEAN_BAR = 0.93
+# Every decode MatVec of the open models in morello/bench/models.py, with the vector in
+# f32 (as an engine keeps activations) and in bf16, against bf16 weights.
+DECODE = tuple(
+    _decode(f"{shape.name} {a.value}·bf16", 1, shape.k, shape.n, a, DECODE_BARS)
+    for shape in decode_shapes()
+    for a in (F, BF)
+)
+SUITES = {"standard": STANDARD, "decode": DECODE}
 THREADS = (1, 2)
 
 
@@ -108,6 +121,7 @@ THREADS = (1, 2)
 class Job:
     workload: Workload
     kernel: int  # index into the library's kernels
+    predicted_cycles: float  # the cost model's price of the kernel's program
     note: str = ""  # how the kernel was chosen, if not by the model alone
 
 
@@ -126,17 +140,21 @@ def synthesize_kernels(
     memo: Memo,
     measure: int = 1,
     profile: HostProfile = DEFAULT,
-) -> tuple[list[BenchKernel], dict[int, list[Job]]]:
+) -> tuple[list[BenchKernel], dict[int, list[Job]], list[list[tuple[float, float]]]]:
     """One kernel per workload and thread count; with ``measure`` > 1, the fastest of the
-    model's optimum and its cheapest neighbours, timed here (see ``rerank``)."""
+    model's optimum and its cheapest neighbours, timed here (see ``rerank``), and for each
+    the (predicted, measured) seconds of every candidate timed."""
     kernels: list[BenchKernel] = []
     jobs: dict[int, list[Job]] = {t: [] for t in threads}
+    candidates: list[list[tuple[float, float]]] = []
     for t in threads:
         for w in workloads:
             p = w.problem
             layouts = (ROW, COL if p.b_col else ROW, ROW)
             dtypes = (p.a_dtype, p.b_dtype, F)
-            spec = matmul_spec(p.m, p.k, p.n, dtypes, layouts, threads=t, limits=profile.limits)
+            spec = matmul_spec(
+                p.m, p.k, p.n, dtypes, layouts, threads=t, limits=profile.limits, b_from_dram=p.cold
+            )
             program, stats = synthesize(spec, threads=t, memo=memo)
             log(
                 f"  {w.name}, {threads_label(t)}: "
@@ -152,6 +170,7 @@ def synthesize_kernels(
                     profile.prefetch_bytes,
                     lambda line: log(f"    {line}"),
                 )
+                candidates.append([(r.predicted_s, r.seconds) for r in ranking])
                 chosen = ranking[0]
                 optimum = next(r for r in ranking if not r.candidate.change)
                 note = f"fastest of {len(ranking)} measured candidates"
@@ -161,10 +180,10 @@ def synthesize_kernels(
                 )
                 program = chosen.candidate.program
             name = f"bench_kernel_{len(kernels)}"
-            jobs[t].append(Job(w, len(kernels), note))
+            jobs[t].append(Job(w, len(kernels), program.cost, note))
             header = render_header(program, name, threads=t, prefetch_bytes=profile.prefetch_bytes)
             kernels.append(BenchKernel(w.name, header, name, p.a_dtype, p.b_dtype, F))
-    return kernels, jobs
+    return kernels, jobs, candidates
 
 
 def _worker_init(threads: int) -> None:
@@ -193,7 +212,13 @@ def run_thread_count(
 ) -> ThreadResult:
     """One thread count, in a worker process set up by ``_worker_init``."""
     native = NativeBench(library, max_fma_lanes=8 if protocol.peer_isa == "avx2" else 16)
-    probes = [lambda reps: native.read(threads, reps), lambda reps: native.fma(threads, reps)]
+    pattern = native.fastest_read(threads)
+    log(f"[{threads_label(threads)}] read probe: {read_pattern_label(pattern)} reads fastest")
+    probes = [
+        lambda reps: native.read(threads, reps, pattern),
+        lambda reps: native.fma(threads, reps),
+    ]
+    hz = native.clock_hz()
     read_samples: list[float] = []
     fma_samples: list[float] = []
     results = []
@@ -251,6 +276,7 @@ def run_thread_count(
                 tuple(systems),
                 tuple(skipped),
                 dict(w.limit_bars).get(threads),
+                predicted_s=job.predicted_cycles / hz,
             )
         )
         del inputs, a, b
@@ -260,6 +286,8 @@ def run_thread_count(
         fma_gflops=native.fma_flops_per_unit * threads / statistics.median(fma_samples) / 1e9,
         fma_isa=native.fma_isa,
         workloads=tuple(results),
+        read_pattern=read_pattern_label(pattern),
+        clock_ghz=hz / 1e9,
     )
 
 
@@ -275,10 +303,13 @@ def run_suite(
     measure: int = 1,
     peer_isa: str = "native",
     profile: HostProfile = DEFAULT,
+    suite: str = "standard",
 ) -> int:
     from morello.bench.report import check_bars, format_report, plot, versions, write_json
 
-    workloads = tuple(w for w in SUITE if not only or any(o in w.name for o in only))
+    if suite not in SUITES:
+        raise SpecError(f"--suite {suite!r}: unknown suite (known: {', '.join(SUITES)})")
+    workloads = tuple(w for w in SUITES[suite] if not only or any(o in w.name for o in only))
     if not workloads:
         raise SpecError(f"no workload matches {', '.join(only)}")
     cores = len(os.sched_getaffinity(0))
@@ -286,7 +317,7 @@ def run_suite(
         raise SpecError(f"{max(threads)} threads asked for, but this process has {cores} cores")
     log(f"dot kernels prefetch {profile.prefetch_bytes} B ahead ({profile.source})")
     log("synthesizing:")
-    kernels, jobs = synthesize_kernels(workloads, threads, memo, measure, profile)
+    kernels, jobs, candidates = synthesize_kernels(workloads, threads, memo, measure, profile)
     log("compiling the benchmark library")
     library = build_library(kernels, workdir)
     # OpenBLAS's threads spin ~2^28 cycles (about 0.1 s) after a call: the pause outlasts it.
@@ -308,7 +339,7 @@ def run_suite(
             ) as pool,
         ):
             per_thread.append(pool.submit(run_thread_count, t, library, jobs[t], protocol).result())
-    suite = SuiteResult(
+    result = SuiteResult(
         started=started,
         seconds=time.time() - started,
         rounds=protocol.rounds,
@@ -320,16 +351,19 @@ def run_suite(
         },
         threads=tuple(per_thread),
         peer_isa=peer_isa,
+        name=suite,
+        geomean_bar=DECODE_GEOMEAN_BAR if suite == "decode" else None,
+        neighbours=str(accuracy(candidates)) if candidates else "",
     )
-    print(format_report(suite))
+    print(format_report(result))
     print()
-    bars = check_bars(suite)
+    bars = check_bars(result)
     for line in bars:
         print(line)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(suite, out / "bench.json")
+    write_json(result, out / "bench.json")
     written = [out / "bench.json"]
-    if plot(suite, out / "bench.png"):
+    if plot(result, out / "bench.png"):
         written.append(out / "bench.png")
     print(f"\nwrote {', '.join(map(str, written))}")
     return 0

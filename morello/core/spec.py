@@ -161,12 +161,17 @@ class Spec:
 MAX_DIMENSION = 2**30
 
 
-def _caller_levels(operands: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
+def _caller_levels(
+    operands: tuple[TensorSpec, ...], b_from_dram: bool = False
+) -> tuple[TensorSpec, ...]:
     """Marks the caller's tensors that stay in L3 between passes, smallest first, within
-    L3_BYTES: re-reading them costs a cache stream, not DRAM."""
+    L3_BYTES: re-reading them costs a cache stream, not DRAM. With ``b_from_dram``, B
+    never does."""
     room = L3_BYTES
     levels = [Level.GL] * len(operands)
     for index in sorted(range(len(operands)), key=lambda i: operands[i].bytes):
+        if b_from_dram and index == 1:
+            continue
         if operands[index].bytes <= room:
             room -= operands[index].bytes
             levels[index] = Level.L3
@@ -188,9 +193,13 @@ def matmul_spec(
     accumulate: bool = False,
     threads: int = 1,
     limits: MemoryLimits = AVX2_LIMITS,
+    b_from_dram: bool = False,
 ) -> Spec:
     """The Spec of the public contract: operands dense in the caller's memory, with what
-    a program may allocate on the host (``morello.tune.host``)."""
+    a program may allocate on the host (``morello.tune.host``). ``b_from_dram``: B is read
+    from DRAM on every call whatever its size, as a model's weights are in a decode step
+    (all layers' weights together are larger than any cache); otherwise operands that fit
+    a share of L3 are taken to stay there between calls."""
     for name, size in (("M", m), ("K", k), ("N", n)):
         if size <= 0:
             raise SpecError(f"dimension {name} must be positive, got {size}")
@@ -205,7 +214,8 @@ def matmul_spec(
         )
     shapes = ((m, k), (k, n), (m, n))
     pairs = zip(shapes, dtypes, layouts, strict=True)
-    operands = _caller_levels(tuple(TensorSpec(s, d, lay, Level.GL) for s, d, lay in pairs))
+    tensors = tuple(TensorSpec(s, d, lay, Level.GL) for s, d, lay in pairs)
+    operands = _caller_levels(tensors, b_from_dram)
     op = Op.MATMUL_ACCUM if accumulate else Op.MATMUL
     return Spec(op, operands, limits, serial=threads == 1)
 
@@ -233,6 +243,7 @@ def matmul_problem(
     threads: int = 1,
     accumulate: bool = False,
     limits: MemoryLimits = AVX2_LIMITS,
+    b_from_dram: bool = False,
 ) -> Spec:
     """The Spec of ``morello synth matmul SHAPE --dtypes ... --layouts ...``."""
     m, k, n = parse_shape(shape)
@@ -242,7 +253,17 @@ def matmul_problem(
     except ValueError as e:
         raise SpecError(str(e)) from None
     dts, lays = (da, db, dc), (la, lb, lc)
-    return matmul_spec(m, k, n, dts, lays, accumulate=accumulate, threads=threads, limits=limits)
+    return matmul_spec(
+        m,
+        k,
+        n,
+        dts,
+        lays,
+        accumulate=accumulate,
+        threads=threads,
+        limits=limits,
+        b_from_dram=b_from_dram,
+    )
 
 
 def runs(t: TensorSpec) -> int:

@@ -58,6 +58,12 @@ def _build_parser() -> argparse.ArgumentParser:
     mm.add_argument("--layouts", default="row,row,row", help="A,B,C layouts: row or col")
     mm.add_argument("--threads", type=int, default=1, help="threads the kernel runs on")
     mm.add_argument("--accumulate", action="store_true", help="C += A·B instead of C = A·B")
+    mm.add_argument(
+        "--weights-from-dram",
+        action="store_true",
+        help="B comes from DRAM on every call, however small (a model's weights in decode); "
+        "by default operands that fit a share of L3 are taken to stay there",
+    )
     mm.add_argument("--name", default="matmul", help="C++ function name (default: matmul)")
     mm.add_argument("-o", "--output", type=Path, help="header file to write (default: stdout)")
     mm.add_argument("--color", choices=("auto", "always", "never"), default="auto")
@@ -75,6 +81,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "bench", help="time synthesized kernels side by side with peers and machine limits"
     )
     bench.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    bench.add_argument(
+        "--suite",
+        choices=("standard", "decode"),
+        default="standard",
+        help="standard: the seed, Gemma 2B's decode MatVecs, a batched decode and square f32 "
+        "matmuls (default); decode: every decode MatVec of eight open models, f32 and bf16 "
+        "vectors (morello/bench/models.py)",
+    )
     bench.add_argument("--workdir", type=Path, help="where to build (default: a temp dir)")
     bench.add_argument(
         "--out",
@@ -214,6 +228,7 @@ def _synth(args: argparse.Namespace) -> int:
         threads=args.threads,
         accumulate=args.accumulate,
         limits=profile.limits,
+        b_from_dram=args.weights_from_dram,
     )
     check_name(args.name, "--name")
     _warn_threads(args.threads, "--threads")
@@ -333,6 +348,7 @@ def _bench(args: argparse.Namespace) -> int:
         "only": only,
         "measure": args.measure,
         "peer_isa": args.peer_isa,
+        "suite": args.suite,
     }
     profile = host.load()
     if profile == host.DEFAULT:

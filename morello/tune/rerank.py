@@ -57,6 +57,7 @@ class Measured:
     seconds: float  # median per call
     best: float  # fastest round, per call
     error: float  # max |c - exact| / (|A|·|B|)
+    predicted_s: float  # the model's cost at the clock measured beside it
 
 
 def neighbours(
@@ -168,8 +169,9 @@ def measure_candidates(
                 raise BuildError(f"candidate {i} is wrong: error {error:.2e} > bound {bound:.2e}")
         log(f"timing {len(kernels)} candidates, {ROUNDS} rounds")
         timings = measure(runs, rounds=ROUNDS, min_time_s=MIN_TIME_S)
+        hz = native.clock_hz()
     measured = [
-        Measured(cand, t.median, t.best, error)
+        Measured(cand, t.median, t.best, error, cand.program.cost / hz)
         for cand, t, error in zip(candidates, timings, errors, strict=True)
     ]
     return sorted(measured, key=lambda r: r.seconds)
