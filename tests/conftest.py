@@ -24,22 +24,24 @@ from .random_programs import forced_program, random_program
 CACHE = Path(__file__).resolve().parent / ".cache" / "bindings"
 
 
-def _dot(kind: KernelKind, unroll: int = 1):
+def _dot(kind: KernelKind, unroll: int = 1, streams: int = 1):
     def kernel(spec: Spec) -> Kernel:
         a, b, _ = spec.operands
         mode = dot_mode(a.dtype, a.layout, b.dtype)
         assert mode is not None
-        return Kernel(kind, mode, unroll)
+        return Kernel(kind, mode, unroll, streams)
 
     return kernel
 
 
 # Root actions for Case.forced: B packed into 16-wide f32 panels; the dot kernel, one
-# output at a time or over a block of outputs at once.
+# output at a time, over a block of outputs at once, or over runs of columns side by side.
 FORCED = {
     "packB": lambda spec: Move(B, Level.L1, Packed(16), Dtype.F32),
     "dot": _dot(KernelKind.DOT, unroll=2),
     "dotBlock": _dot(KernelKind.DOT_BLOCK),
+    "dotStreams2": _dot(KernelKind.DOT_BLOCK, streams=2),
+    "dotStreams3": _dot(KernelKind.DOT_BLOCK, streams=3),
 }
 
 

@@ -106,6 +106,10 @@ CASES: tuple[Case, ...] = (
     Case((1, 70, 4), ("f32", "bf16", "f32"), "col", forced="dotBlock"),
     Case((2, 50, 2), ("f32", "bf16", "f32"), "col", accumulate=True, forced="dotBlock"),
     Case((1, 24, 3), F32, "col", accumulate=True, forced="dotBlock"),
+    # Runs of columns read side by side, one column of each at a time.
+    Case((1, 40, 6), BF16, "col", forced="dotStreams2"),
+    Case((1, 70, 9), ("f32", "bf16", "f32"), "col", accumulate=True, forced="dotStreams3"),
+    Case((2, 33, 4), ("f32", "bf16", "f32"), "col", forced="dotStreams2"),
     # bf16 A against bf16 B, both split on the fly, through unrolled steps, blocks and tails.
     Case((2, 88, 2), BF16, "col", forced="dot"),
     # Random programs of the space: every rewrite must be correct, not only the chosen ones.

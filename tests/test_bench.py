@@ -69,7 +69,7 @@ def test_calibrate_aims_at_the_round_time():
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
     """The library with kernels for SMALL at 1 thread, and the jobs that index them."""
-    kernels, jobs = benchmarks.synthesize_kernels(SMALL, (1,), InMemoryMemo())
+    kernels, jobs, _ = benchmarks.synthesize_kernels(SMALL, (1,), InMemoryMemo())
     library = build_library(kernels, tmp_path_factory.mktemp("bench"))
     return library, jobs[1]
 
@@ -210,11 +210,13 @@ def test_report_ratios_and_bars():
         _system("numpy f32", 1.2),
     )
     skipped = (("jax", "jax is not installed"),)
-    seed = WorkloadResult("seed 1x2048x16384 bf16·bf16", True, 20 << 20, 1, systems, skipped, 0.9)
+    seed = WorkloadResult(
+        "seed 1x2048x16384 bf16·bf16", True, 20 << 20, 1, systems, skipped, 0.9, 1.5e-3
+    )
     systems = (_system("morello", 30.0), _system("numpy f32", 20.0))
     square = WorkloadResult("f32 1024x1024x1024", False, 1, 2 * 1024**3, systems, (), 0.8)
     tr = ThreadResult(1, read_gbps=22.0, fma_gflops=100.0, workloads=(seed, square))
-    suite = SuiteResult(0.0, 1.0, 5, 0.25, {"cpu": "test"}, (tr,))
+    suite = SuiteResult(0.0, 1.0, 5, 0.25, {"cpu": "test"}, (tr,), geomean_bar=0.9)
     assert seed.fastest_peer().system == "numpy f32"
     report = format_report(suite)
     assert "1.20x" in report and "1.50x" in report and "0.67x" in report
@@ -226,6 +228,11 @@ def test_report_ratios_and_bars():
     assert "bar met     seed 1x2048x16384 bf16·bf16, 1 thread: 1.20x the fastest peer" in bars
     assert "bar MISSED  f32 1024x1024x1024, 1 thread: 71.6% of FMA peak" in bars
     assert "bar MISSED  f32 1024x1024x1024, 1 thread: 0.67x the fastest peer" in bars
+    # sqrt(95.3% x 71.6%) and sqrt(1.2 x 0.667): the geometric means over the workloads.
+    assert "bar MISSED  geometric mean, 1 thread: 82.6% of the limit (bar 90%)" in bars
+    assert "geometric mean of ours: 82.6% of the limit, 0.89x the fastest peer" in report
+    # The model said 1.5 ms for the seed, measured 1 ms; the square has no prediction.
+    assert "median |predicted/measured - 1| 50% over 1 programs" in report
     data = json.loads(json.dumps(to_json(suite)))
     workload = data["threads"][0]["workloads"][0]
     assert workload["ours_vs_fastest_peer"] == pytest.approx(1.2)

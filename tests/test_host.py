@@ -70,7 +70,7 @@ BAD_PROFILES = [
     '{"prefetch_bytes": 0, "rates": {"ports": 3}}',
     '{"prefetch_bytes": 0, "l2_budget": 0}',
     '{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": -3}}',
-    '{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": 3}}',  # a measurement missing
+    '{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": 3}, "probes": 3}',  # one missing
 ]
 
 
@@ -86,9 +86,12 @@ def test_a_fastest_that_lacks_a_rate_is_refused_not_filled_with_a_default(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "host.json"
-    path.write_text('{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": 3}}')
+    path.write_text('{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": 3}, "probes": 3}')
     with pytest.raises(HostProfileError, match=r"lacks the rates \['dram_line_cycles'"):
         host.load(path)
+    # Older probes measured fewer rates: their fastest is dropped, not refused.
+    path.write_text('{"prefetch_bytes": 0, "fastest": {"l3_line_cycles": 3}, "probes": 2}')
+    assert host.load(path).fastest is None
     # The rates themselves may omit some: those keep the defaults.
     path.write_text('{"prefetch_bytes": 0, "rates": {"l3_line_cycles": 5}}')
     assert host.load(path).rates == replace(RATES, l3_line_cycles=5.0)

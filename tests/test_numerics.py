@@ -117,8 +117,10 @@ def test_random_programs_reach_every_rewrite(programs) -> None:
             continue
         for node in programs[case.name].walk():
             match node.action:
-                case Kernel(kind, mode):
+                case Kernel(kind, mode, _, streams):
                     seen.add(kind.value if mode is None else f"{kind.value}[{mode.value}]")
+                    if streams > 1:
+                        seen.add(f"{kind.value} in streams")
                 case Move(operand, level, layout, dtype):
                     seen.add(f"move {'ABC'[operand]} {level} {layout}")
                     seen.add(f"move {'ABC'[operand]} {level} {layout} {dtype.value}")
@@ -136,6 +138,7 @@ def test_random_programs_reach_every_rewrite(programs) -> None:
         "dot_block[split_both]",
         "dot_block[widen_b]",
         "dot_block[f32]",
+        "dot_block in streams",
         "zero_vrf",
         "zero_mem",
         "load_vrf",

@@ -31,6 +31,7 @@ from morello.core.rates import (
     HSUM_CYCLES,
     SCALAR_FMA_CYCLES,
     Rates,
+    concurrent_line_cost,
     elems,
     line_cost,
     reread_cost,
@@ -75,11 +76,14 @@ DOT_UNROLLS = (1, 2, 4)
 DOT_PREFETCH_BYTES = 1024
 DOT_TEMPORARIES = 3  # raw B vector and its two f32 halves
 DOT_MAX_OUTPUTS = 8  # bounds code size: each output is an unrolled copy of the loop
-# A dot block computes all its mr x nr outputs at once, each with two accumulators. Each
+# A dot block computes its mr x nr outputs at once, each with two accumulators. Each
 # block of 16 K-elements of A is loaded (and split) once for all nr columns, and each of B
 # once for all mr rows. Rows sharing B (a batch of tokens) convert the weights once per
 # block instead of once per row; columns sharing A keep a long vector that lives in L2 from
-# being re-read once per output, and read nr columns of B as concurrent streams.
+# being re-read once per output, and read nr columns of B as concurrent DRAM streams.
+# With ``streams`` S, the block's columns are instead S runs of consecutive columns, and
+# the kernel steps through the runs side by side, one column of each at a time: S long
+# streams however short a column is, which some hosts read faster than one (rates.py).
 DOT_BLOCK_MAX_OUTPUTS = 6
 
 
@@ -114,12 +118,16 @@ class Kernel:
     kind: KernelKind
     mode: DotMode | None = None
     unroll: int = 1
+    # A dot block's columns live at once, when fewer than the Spec's: the columns are cut
+    # into this many equal runs of consecutive columns, read side by side (see DOT_BLOCK).
+    streams: int = 1
 
     def __str__(self) -> str:
         if self.mode is None:
             return self.kind.value
         if self.kind == KernelKind.DOT_BLOCK:
-            return f"{self.kind.value}[{self.mode.value}]"
+            runs = f", {self.streams} streams" if self.streams > 1 else ""
+            return f"{self.kind.value}[{self.mode.value}{runs}]"
         return f"{self.kind.value}[{self.mode.value}, unroll {self.unroll}]"
 
 
@@ -262,10 +270,7 @@ def _dot_operands(spec: Spec) -> tuple[DotMode, bool] | None:
     """The dot kernels' mode for ``spec``, and whether it splits bf16 (holding a mask); None
     where no dot kernel applies."""
     a, b, c = spec.operands
-    m, _, n = spec.mkn
     if not (_computes(spec) and _in_memory(c.level) and isinstance(b.layout, ColMajor)):
-        return None
-    if m * n > DOT_MAX_OUTPUTS:
         return None
     mode = dot_mode(a.dtype, a.layout, b.dtype)
     if mode is None:
@@ -275,7 +280,8 @@ def _dot_operands(spec: Spec) -> tuple[DotMode, bool] | None:
 
 def _dot(spec: Spec) -> Iterator[Kernel]:
     found = _dot_operands(spec)
-    if found is None:
+    m, _, n = spec.mkn
+    if found is None or m * n > DOT_MAX_OUTPUTS:
         return
     mode, splits = found
     for unroll in DOT_UNROLLS:
@@ -322,31 +328,39 @@ def _dot_block(spec: Spec) -> Iterator[Kernel]:
         return
     mode, splits = found
     m, _, n = spec.mkn
-    outputs = m * n
-    if 2 <= outputs <= DOT_BLOCK_MAX_OUTPUTS and (
-        dot_block_registers(m, n, splits) <= spec.limits.vrf
-    ):
-        yield Kernel(KernelKind.DOT_BLOCK, mode)
+    for streams in range(1, DOT_BLOCK_MAX_OUTPUTS // m + 1):
+        live = n if streams == 1 else streams  # the columns whose outputs live at once
+        if streams > 1 and (n % streams or n // streams < 2):
+            continue
+        if 2 <= m * live <= DOT_BLOCK_MAX_OUTPUTS and (
+            dot_block_registers(m, live, splits) <= spec.limits.vrf
+        ):
+            yield Kernel(KernelKind.DOT_BLOCK, mode, streams=streams)
 
 
 def _dot_block_cost(spec: Spec, kernel: Kernel, rates: Rates) -> float:
     a, b, c = spec.operands
-    mr, k, nr = spec.mkn
+    mr, k, n = spec.mkn
     assert kernel.mode is not None
+    live, steps = (n, 1) if kernel.streams == 1 else (kernel.streams, n // kernel.streams)
     (b_loads, b_alu), (a_loads, a_alu) = _DOT_WORK[kernel.mode]
     # Each column's B is prefetched ahead once a block; with one column A is read by the
     # FMAs, once per use.
-    prefetches = nr * math.ceil(EVEN_ODD_BLOCK * b.dtype.size / CACHE_LINE)
+    prefetches = live * math.ceil(EVEN_ODD_BLOCK * b.dtype.size / CACHE_LINE)
     blocks, tail = divmod(k, EVEN_ODD_BLOCK)
     per_block = throughput(
         rates,
-        2 * mr * nr,
-        nr * b_loads + mr * a_loads + prefetches,
-        nr * b_alu + mr * a_alu,
+        2 * mr * live,
+        live * b_loads + mr * a_loads + prefetches,
+        live * b_alu + mr * a_alu,
     )
-    tails = mr * nr * (tail * SCALAR_FMA_CYCLES + HSUM_CYCLES)
-    lines = line_cost(a, rates) + line_cost(b, rates) + line_cost(c, rates)
-    return blocks * per_block + tails + lines
+    tails = mr * live * (tail * SCALAR_FMA_CYCLES + HSUM_CYCLES)
+    # B is read as ``live`` streams; each runs on through its consecutive columns when a
+    # column is all of the caller's (B contiguous), else stops at the column's end.
+    run = k * b.dtype.size * (steps if b.contiguous else 1)
+    a_reads = reread_cost(a, steps, k * a.dtype.size, rates)
+    lines = a_reads + concurrent_line_cost(b, live, run, rates) + line_cost(c, rates)
+    return steps * (blocks * per_block + tails) + lines
 
 
 def _scalar_fma(spec: Spec) -> Iterator[Kernel]:

@@ -32,13 +32,17 @@ class Rates:
     # waits most of a DRAM latency (~100 ns) before it streams: reading a matrix in strided
     # pieces is measurably slower than reading it front to back.
     dram_stream_start_cycles: float = 200.0
+    # The same price when several long runs are read side by side (a kernel reading a few
+    # weight columns at once): some hosts' prefetchers sustain more over several streams.
+    dram_streams_line_cycles: float = 8.0
 
     def __str__(self) -> str:
         return (
             f"{self.fma_per_cycle:g} FMA, {self.loads_per_cycle:g} loads, "
             f"{self.vector_ops_per_cycle:g} vector ops a cycle; a line in "
             f"{self.dram_line_cycles:g} cycles from DRAM, {self.l3_line_cycles:g} from L3; "
-            f"{self.dram_stream_start_cycles:g} to start a stream from DRAM"
+            f"{self.dram_stream_start_cycles:g} to start a stream from DRAM, "
+            f"{self.dram_streams_line_cycles:g} a line over several long streams"
         )
 
     def stream_start_cycles(self, level: Level) -> float:
@@ -69,6 +73,10 @@ SCALAR_FMA_CYCLES = FMA_LATENCY  # a scalar multiply-add chain runs at latency
 # A piece of an operand this small, re-read while other operands stream through L1, is
 # still there when read again: a quarter of a 32 KiB L1d.
 L1_KEEPS_BYTES = 8 * 1024
+# Runs at least this long, read side by side, stream faster than one (concurrent_line_cost):
+# shorter ones end before the prefetchers ramp up (measured with morello/tune/harness.py's
+# read patterns: 4 KiB runs no faster than one stream, 16 KiB and 32 KiB up to a third).
+LONG_RUN_BYTES = 16 * 1024
 L3_STREAM_START_CYCLES = 40.0  # as from DRAM (Rates), ~50 cycles of L3 latency
 COPY_CYCLES_PER_VECTOR = 1.0  # a load and a store per 32 bytes when the copy vectorizes
 COPY_CYCLES_PER_ELEMENT = 1.0  # a copy that changes layout goes element by element
@@ -89,6 +97,20 @@ def reread_cost(t: TensorSpec, times: int, piece_bytes: int, rates: Rates = RATE
         return line_cost(t, rates)
     kept = Level.L1 if piece_bytes <= L1_KEEPS_BYTES else max(t.level, Level.L2)
     return line_cost(t, rates) + (times - 1) * t.lines() * rates.line_cycles(kept)
+
+
+def concurrent_line_cost(
+    t: TensorSpec, streams: int, run_bytes: int, rates: Rates = RATES
+) -> float:
+    """``line_cost`` of a tile read as ``streams`` streams side by side, each through runs
+    of ``run_bytes``. Lines from DRAM cost ``dram_streams_line_cycles`` instead when there
+    are several streams of runs long enough for the prefetchers to ramp up; a tile already
+    made resident (fetched from DRAM under a Promote, which priced its lines as one stream)
+    gets the difference back here, where the order it is read in is known."""
+    cost = line_cost(t, rates)
+    if streams < 2 or run_bytes < LONG_RUN_BYTES or not (t.level == Level.GL or t.from_dram):
+        return cost
+    return cost - t.lines() * max(0.0, rates.dram_line_cycles - rates.dram_streams_line_cycles)
 
 
 def elems(t: TensorSpec) -> int:

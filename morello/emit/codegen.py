@@ -362,21 +362,29 @@ def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes: in
         "b_size": b.dtype.size,
     }
     if kernel.kind == KernelKind.DOT_BLOCK:
+        # With streams, the block steps through its runs of columns side by side: column
+        # js of each run at step js. A run's next column is the one it reads next.
+        streams = kernel.streams
+        steps = nr // streams if streams > 1 else 1
+        live = [add("js", str(s * steps)) for s in range(streams)] if streams > 1 else range(nr)
         columns = [
             {
                 "b_row": b.at(0, j),
                 "c_elems": [c.elem(i, j) for i in range(mr)],
                 "a_elems": [tail_a(f"ar{i}") for i in range(mr)],
-                "b_elem": tail_b.format(br=f"br{j}"),
+                "b_elem": tail_b.format(br=f"br{index}"),
             }
-            for j in range(nr)
+            for index, j in enumerate(live)
         ]
-        return _macros().dot_block(
+        block = _macros().dot_block(
             a_rows=[a.at(i, 0) for i in range(mr)],
             columns=columns,
-            b_ahead=_b_ahead(k, b.ld, b.dtype.size, prefetch_bytes, nr),
+            b_ahead=_b_ahead(k, b.ld, b.dtype.size, prefetch_bytes, 1 if streams > 1 else nr),
             **common,
         )
+        if streams == 1:
+            return block
+        return f"for (int64_t js = 0; js < {steps}; ++js) {block}"
     outputs = [
         {
             "a_row": a.at(i, 0),

@@ -119,8 +119,8 @@ def encode_action(action: Action | None) -> str:
             return "resident"
         case Move(operand, level, layout, dtype):
             return f"move {operand} {level.name} {layout} {dtype.value}"
-        case Kernel(kind, mode, unroll):
-            return f"kernel {kind.value} {mode.value if mode else '-'} {unroll}"
+        case Kernel(kind, mode, unroll, streams):
+            return f"kernel {kind.value} {mode.value if mode else '-'} {unroll} {streams}"
     raise ValueError(f"no encoding for action {action!r}")
 
 
@@ -137,8 +137,9 @@ def decode_action(text: str) -> Action | None:
             return Promote()
         case ["move", operand, level, layout, dtype]:
             return Move(int(operand), Level[level], _layout(layout), Dtype(dtype))
-        case ["kernel", kind, mode, unroll]:
-            return Kernel(KernelKind(kind), None if mode == "-" else DotMode(mode), int(unroll))
+        case ["kernel", kind, mode, unroll, streams]:
+            dot = None if mode == "-" else DotMode(mode)
+            return Kernel(KernelKind(kind), dot, int(unroll), int(streams))
     raise ValueError(f"unknown action encoding {text!r}")
 
 

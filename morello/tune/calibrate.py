@@ -29,7 +29,14 @@ from morello.core.memo import Memo
 from morello.core.rates import Rates
 from morello.core.search import synthesize
 from morello.core.spec import Spec, matmul_spec
-from morello.tune.harness import BANDWIDTH_BYTES, NativeBench, Probe, build_library, measure
+from morello.tune.harness import (
+    BANDWIDTH_BYTES,
+    READ_PATTERNS,
+    NativeBench,
+    Probe,
+    build_library,
+    measure,
+)
 from morello.tune.host import DEFAULT, HostProfile
 from morello.tune.machine import CPU_CACHES, cache_bytes
 from morello.tune.rerank import Candidate, measure_candidates
@@ -42,6 +49,7 @@ PROBE = (1, 2048, 16384)
 KEEP_WITHIN = 0.10
 KEEP_TIME = 0.02  # the saved prefetch distance stays if it times within this of the fastest
 STREAM_RUN_BYTES = 2048  # half a column of 2048 bf16 weights
+STREAMS_PATTERN = READ_PATTERNS.index((4, 32768, 0))  # four long runs side by side
 
 # --- The rates: probes of the core, each against the clock.
 
@@ -63,6 +71,7 @@ def measure_rates(*, log: Callable[[str], None] = lambda line: None) -> tuple[Ra
         size = BANDWIDTH_BYTES >> 20
         log(f"timing the core's ports; reads of {size} MiB, whole and in runs, and of 4 MiB")
         runs = [lambda reps, p=p: native.probe(p, reps) for p in Probe]
+        runs.append(lambda reps: native.read(1, reps, STREAMS_PATTERN))
         runs.append(lambda reps: native.read(1, reps))
         runs.append(lambda reps: native.runs(STREAM_RUN_BYTES, reps))
         timings = measure(runs, rounds=5, min_time_s=0.1)
@@ -71,7 +80,7 @@ def measure_rates(*, log: Callable[[str], None] = lambda line: None) -> tuple[Ra
     per_second = [p.per_unit / t.best for p, t in zip(Probe, timings, strict=False)]
     hz = per_second[Probe.CLOCK.value]
     per_cycle = {p: rate / hz for p, rate in zip(Probe, per_second, strict=True)}
-    contiguous, in_runs = timings[-2].best, timings[-1].best
+    streams, contiguous, in_runs = timings[-3].best, timings[-2].best, timings[-1].best
     dram_bytes_per_cycle = BANDWIDTH_BYTES / contiguous / hz
     # What reading in runs costs beyond reading the same bytes front to back, per run;
     # at least a cycle, so that a host that hides it entirely still prices it above zero.
@@ -83,6 +92,7 @@ def measure_rates(*, log: Callable[[str], None] = lambda line: None) -> tuple[Ra
         dram_line_cycles=CACHE_LINE / dram_bytes_per_cycle,
         l3_line_cycles=CACHE_LINE / per_cycle[Probe.CACHED_READ],
         dram_stream_start_cycles=stream_start,
+        dram_streams_line_cycles=CACHE_LINE * streams * hz / BANDWIDTH_BYTES,
     )
     return measured, hz
 

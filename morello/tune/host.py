@@ -25,8 +25,9 @@ from morello.store import cache_dir
 
 RERUN = "rerun `morello calibrate`"
 # The probes' version, saved with the profile: a probe that measures something new (2: the
-# loads probe feeds FMAs) makes the fastest measurements of the old one incomparable.
-PROBES = 2
+# loads probe feeds FMAs; 3: reads as several streams) makes the fastest measurements of
+# the old one incomparable.
+PROBES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +82,12 @@ def load(path: Path | None = None) -> HostProfile:
     l2 = _count(path, data, "l2_budget", minimum=1) if "l2_budget" in data else DEFAULT.l2_budget
     rates = _rates(path, data.get("rates", {}))
     fastest = None
+    # Measured by other probes, the fastest would outrank every new measurement (or lack
+    # one): the next calibration starts afresh.
     if data.get("fastest") is not None:
-        fastest = _rates(path, data["fastest"], "fastest", complete=True)
-    if data.get("probes", 1) != PROBES:
-        # Measured by other probes, it would outrank every new measurement: the next
-        # calibration starts afresh.
-        fastest = None
+        current = data.get("probes", 1) == PROBES
+        fastest = _rates(path, data["fastest"], "fastest", complete=current)
+        fastest = fastest if current else None
     return HostProfile(distance, str(data.get("source", path)), rates, l2, fastest)
 
 
