@@ -9,9 +9,15 @@ import pytest
 
 from morello.core.cost import LOOP_ITERATION_CYCLES, action_cost, kernel_cost
 from morello.core.dtypes import Dtype
-from morello.core.kernels import DotMode, Kernel, KernelKind
+from morello.core.kernels import DotMode, Kernel, KernelKind, kernels_for
 from morello.core.layout import COL, EVEN_ODD, ROW, Packed
-from morello.core.rates import COPY_CYCLES_PER_ELEMENT, COPY_CYCLES_PER_VECTOR, RATES, line_cost
+from morello.core.rates import (
+    COPY_CYCLES_PER_ELEMENT,
+    COPY_CYCLES_PER_VECTOR,
+    RATES,
+    concurrent_line_cost,
+    line_cost,
+)
 from morello.core.rewrites import Dim, Promote, Tile, expand, promotion
 from morello.core.spec import Op, Spec, TensorSpec, matmul_spec, runs
 from morello.core.target import AVX2_LIMITS, L1_WAYS, L2_SAFE_RUNS, L3_BYTES, Level
@@ -140,3 +146,63 @@ def test_rows_sharing_each_block_of_b_cost_less_than_a_dot_per_row() -> None:
     each = kernel_cost(Kernel(KernelKind.DOT, DotMode.EVEN_ODD, 4), spec)
     assert rows < each  # B is loaded and split once per block for all four rows
     assert rows >= 2048 / 16 * 2 * 4 / RATES.fma_per_cycle  # never faster than the FMA pipes
+
+
+def test_weights_from_dram_are_never_taken_to_stay_in_l3() -> None:
+    kv = (1, 2048, 256)  # 1 MiB of bf16 weights: fits the L3 share
+    assert _levels(matmul_spec(*kv, (F32, BF16, F32), (ROW, COL, ROW)))[1] == Level.L3
+    cold = matmul_spec(*kv, (F32, BF16, F32), (ROW, COL, ROW), b_from_dram=True)
+    assert _levels(cold) == (Level.L3, Level.GL, Level.L3)
+
+
+def _matvec(k: int, n: int, a_level: Level) -> Spec:
+    a = TensorSpec((1, k), F32, EVEN_ODD, a_level)
+    b = TensorSpec((k, n), BF16, COL, Level.GL)
+    c = TensorSpec((1, n), F32, ROW, Level.L1)
+    return Spec(Op.MATMUL, (a, b, c), AVX2_LIMITS, True)
+
+
+def test_a_dot_per_output_pays_for_re_reading_a_long_vector_from_l2() -> None:
+    dot = Kernel(KernelKind.DOT, DotMode.EVEN_ODD, 2)
+    long, short = _matvec(16384, 4, Level.L2), _matvec(1024, 4, Level.L2)
+    # 64 KiB of A read 4 times: 3 re-reads of its lines from L2; 4 KiB stays in L1.
+    lines = long.operands[0].lines()
+    in_l1 = kernel_cost(dot, replace(long, operands=(_at_l1(long.operands[0]), *long.operands[1:])))
+    assert kernel_cost(dot, long) - in_l1 == pytest.approx(lines * 2.0 + 3 * lines * 2.0)
+    in_l1 = kernel_cost(
+        dot, replace(short, operands=(_at_l1(short.operands[0]), *short.operands[1:]))
+    )
+    assert kernel_cost(dot, short) - in_l1 == pytest.approx(line_cost(short.operands[0]))
+    # A dot block reads A once for its four columns, and costs less.
+    assert kernel_cost(Kernel(KernelKind.DOT_BLOCK, DotMode.EVEN_ODD), long) < kernel_cost(
+        dot, long
+    )
+
+
+def _at_l1(t: TensorSpec) -> TensorSpec:
+    return replace(t, level=Level.L1)
+
+
+def test_several_long_streams_from_dram_are_priced_at_their_own_rate() -> None:
+    rates = replace(RATES, dram_line_cycles=10.0, dram_streams_line_cycles=8.0)
+    b = TensorSpec((2048, 64), BF16, COL, Level.GL)
+    one = concurrent_line_cost(b, 1, 1 << 20, rates)
+    assert one == line_cost(b, rates)
+    assert concurrent_line_cost(b, 4, 16 * 1024, rates) == pytest.approx(one - 2.0 * b.lines())
+    assert concurrent_line_cost(b, 4, 4 * 1024, rates) == one  # runs too short to ramp up
+    cached = replace(b, level=Level.L2)
+    assert concurrent_line_cost(cached, 4, 1 << 20, rates) == line_cost(cached, rates)
+    fetched = replace(cached, from_dram=True)  # resident, but read from DRAM under it
+    assert concurrent_line_cost(fetched, 4, 1 << 20, rates) < line_cost(fetched, rates)
+
+
+def test_a_dot_block_in_streams_reads_runs_of_columns_side_by_side() -> None:
+    spec = _matvec(2048, 64, Level.L1)
+    streams = Kernel(KernelKind.DOT_BLOCK, DotMode.EVEN_ODD, streams=4)
+    offered = kernels_for(spec)
+    assert streams in offered
+    assert Kernel(KernelKind.DOT_BLOCK, DotMode.EVEN_ODD) not in offered  # 64 outputs at once
+    # 4 streams of 16 consecutive 4 KiB columns: 64 KiB runs, priced as concurrent streams.
+    assert kernel_cost(streams, spec) < kernel_cost(
+        Kernel(KernelKind.DOT, DotMode.EVEN_ODD, 4), spec
+    )
