@@ -9,6 +9,7 @@
     threads = 2                    # optional, default 1
     accumulate = false             # optional: C += A·B instead of C = A·B
     bias = false                   # optional: + bias[N] (f32), broadcast over the rows
+    weights_from_dram = false      # optional: B comes from DRAM on every call (decode)
 
 Every error names the file, the kernel and the field.
 """
@@ -28,7 +29,17 @@ from morello.errors import FileAccessError, SpecError
 
 UMBRELLA = "morello_kernels.hpp"  # the header that includes every kernel of a list
 
-FIELDS = ("name", "op", "shape", "dtypes", "layouts", "threads", "accumulate", "bias")
+FIELDS = (
+    "name",
+    "op",
+    "shape",
+    "dtypes",
+    "layouts",
+    "threads",
+    "accumulate",
+    "bias",
+    "weights_from_dram",
+)
 OPS = ("matmul",)
 
 
@@ -41,6 +52,7 @@ class KernelRequest:
     threads: int = 1
     accumulate: bool = False
     bias: bool = False
+    weights_from_dram: bool = False
 
     def spec(self, limits: MemoryLimits = AVX2_LIMITS) -> Spec:
         """With a bias, the program accumulates onto C after the bias is written there."""
@@ -51,6 +63,7 @@ class KernelRequest:
             threads=self.threads,
             accumulate=self.accumulate or self.bias,
             limits=limits,
+            b_from_dram=self.weights_from_dram,
         )
 
     @property
@@ -123,6 +136,7 @@ def _request(entry: Any, where: str) -> KernelRequest:
         _typed(entry.get("threads", 1), int, where, "threads"),
         _typed(entry.get("accumulate", False), bool, where, "accumulate"),
         _typed(entry.get("bias", False), bool, where, "bias"),
+        _typed(entry.get("weights_from_dram", False), bool, where, "weights_from_dram"),
     )
     try:
         request.spec()
