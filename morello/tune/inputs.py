@@ -17,6 +17,7 @@ from morello.tune.machine import beyond_l3
 
 ROTATION_BYTES = beyond_l3(128 << 20)  # inputs of a cold problem rotate over this much
 MAX_COPIES = 256  # bounds the copies of small problems, which stay in cache whatever we do
+REFERENCE_BLOCK_ELEMS = 1 << 24  # B's elements widened to f64 at once (128 MiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +78,19 @@ class Inputs:
         return a, b
 
     def reference(self) -> tuple[np.ndarray, np.ndarray]:
-        """The exact product in f64, and |A|·|B| to scale error bounds by."""
-        a, b = (x.astype(np.float64) for x in self.values)
-        if self.problem.b_col:
-            b = b.T
-        return a @ b, np.abs(a) @ np.abs(b)
+        """The exact product in f64, and |A|·|B| to scale error bounds by. B is widened a
+        block of columns at a time: a vocabulary projection's weights in f64 would take
+        several times the memory the contenders' own copies already do."""
+        p = self.problem
+        a, b = self.values
+        a64 = a.astype(np.float64)
+        product, scale = np.empty((p.m, p.n)), np.empty((p.m, p.n))
+        step = max(1, REFERENCE_BLOCK_ELEMS // p.k)
+        for j in range(0, p.n, step):
+            block = (b[j : j + step].T if p.b_col else b[:, j : j + step]).astype(np.float64)
+            product[:, j : j + step] = a64 @ block
+            scale[:, j : j + step] = np.abs(a64) @ np.abs(block)
+        return product, scale
 
 
 def _aligned_copy(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
