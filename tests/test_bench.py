@@ -251,6 +251,7 @@ def test_timing_statistics():
         (["--threads", "1,x"], "must be comma-separated integers"),
         (["--threads", "0"], "at least 1"),
         (["--workload", "no such workload"], "no workload matches"),
+        (["--gemma-cpp", "/nonexistent/gemma"], "not a prepared gemma.cpp checkout"),
     ],
 )
 def test_bench_options_are_checked(argv, message, capsys):
@@ -307,3 +308,29 @@ def test_the_decode_suite_has_every_projection_of_six_model_families() -> None:
     assert {(w.problem.k, w.problem.n) for w in decode} == {(s.k, s.n) for s in shapes}
     assert all(w.problem.m == 1 and w.problem.cold and w.problem.b_col for w in decode)
     assert {w.problem.a_dtype.value for w in decode} == {"f32", "bf16"}
+
+
+def test_the_gemma_cpp_driver_output_is_read_and_judged() -> None:
+    from morello.bench import gemma_cpp
+
+    output = "\n".join(
+        [
+            "some build noise",
+            "RESULT name=gemma2b_q k=2048 n=2048 vec=f32 target=AVX2 threads=1 reps=31 routed=1 "
+            "gemma_ms=0.4000 ours_ms=0.3000 ratio=1.3333 gemma_gbps=21.0 ours_gbps=28.0 "
+            "ours_error=1.0e-08 ours_within=1 gemma_error=2.0e-08 gemma_within=1",
+            "RESULT name=gemma2b_kv k=2048 n=512 vec=f32 target=AVX2 threads=2 reps=31 routed=1 "
+            "gemma_ms=0.0500 ours_ms=0.0490 ratio=1.0204 gemma_gbps=21.0 ours_gbps=21.4 "
+            "ours_error=1.0e-08 ours_within=1 gemma_error=2.0e-08 gemma_within=1",
+        ]
+    )
+    rows = gemma_cpp.parse(output)
+    assert [(r.name, r.threads, r.routed) for r in rows] == [
+        ("gemma2b_q", 1, True),
+        ("gemma2b_kv", 2, True),
+    ]
+    bars = gemma_cpp.check_bars(rows)
+    assert bars[0].startswith("bar met") and "1.33x" in bars[0]
+    assert bars[1].startswith("bar MISSED") and "(bar 1.05x)" in bars[1]
+    table = "\n".join(gemma_cpp.format_rows(rows))
+    assert "2048→512" in table and "1.02x" in table

@@ -125,6 +125,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "kernels target",
     )
     bench.add_argument(
+        "--gemma-cpp",
+        type=Path,
+        metavar="WORKDIR",
+        help="instead, gemma.cpp's own MatVec against the same calls through our kernels, "
+        "in a gemma.cpp checkout at 6eeef2e prepared in WORKDIR "
+        "(integrations/gemma_cpp/README.md)",
+    )
+    bench.add_argument(
         "--synthesis",
         action="store_true",
         help="time synthesis instead (cold and warm memo table) and the table's compression",
@@ -322,23 +330,32 @@ def _rerank(result: Synthesized, memo: Memo, count: int, report: TextIO) -> list
         raise BuildError(f"--measure: {e}") from None
 
 
+def _thread_counts(text: str) -> tuple[int, ...]:
+    try:
+        threads = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise SpecError(f"--threads {text!r} must be comma-separated integers") from None
+    if not threads or min(threads) < 1:
+        raise SpecError(f"--threads {text!r}: thread counts must be at least 1")
+    return threads
+
+
 def _bench(args: argparse.Namespace) -> int:
     from morello.bench.suite import run_suite, run_synthesis_suite
 
     if args.synthesis:
         return run_synthesis_suite(args.db, host.load())
+    if args.gemma_cpp is not None:
+        from morello.bench import gemma_cpp
+
+        return gemma_cpp.run(args.gemma_cpp, args.out, _thread_counts(args.threads), args.quick)
     from morello.bench.peers import PEERS
 
     peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
         raise SpecError(f"--peers: unknown peer {unknown[0]!r} (known: {', '.join(PEERS)})")
-    try:
-        threads = tuple(int(t) for t in args.threads.split(","))
-    except ValueError:
-        raise SpecError(f"--threads {args.threads!r} must be comma-separated integers") from None
-    if not threads or min(threads) < 1:
-        raise SpecError(f"--threads {args.threads!r}: thread counts must be at least 1")
+    threads = _thread_counts(args.threads)
     only = tuple(args.workload)
     _at_least_one(args.measure, "--measure")
     options = {
