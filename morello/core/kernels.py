@@ -45,7 +45,7 @@ from morello.core.target import F32_LANES, Level
 class KernelKind(enum.Enum):
     OUTER_FMA = "outer_fma"  # C[mr x nr] (registers) += A[mr x 1] · B[1 x nr]: broadcast + FMA
     DOT = "dot"  # C[mr x nr] (+)= A[mr x K] · B[K x nr], B rows contiguous along K
-    DOT_BLOCK = "dot_block"  # the same, all outputs at once, sharing each load of A and B
+    DOT_BLOCK = "dot_block"  # the same, a block of outputs at once sharing loads of A and B
     ZERO_VRF = "zero_vrf"
     ZERO_MEM = "zero_mem"
     LOAD_VRF = "load_vrf"
