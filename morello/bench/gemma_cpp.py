@@ -99,6 +99,7 @@ def build(workdir: Path) -> Path:
             f"-I{workdir / 'gemma.cpp'}",
             f"-I{workdir / 'deps' / 'highway'}",
             f"-I{INTEGRATION}",
+            f"-I{DRIVER.parent}",  # the driver includes itself once per Highway target
             str(DRIVER),
             *libraries,
             "-lpthread",
