@@ -136,6 +136,10 @@ def test_generate_command(tmp_path: Path) -> None:
     assert "header.hpp.j2" in listing.stdout  # the templates, so a new morello regenerates
     made = subprocess.run([*base, "--umbrella", "all.hpp"], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
+    assert "morello: synthesizing ffw" in made.stderr
+    quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "synthesizing" not in quiet.stderr
     assert "using all = KernelList" in (out / "all.hpp").read_text()
     for umbrella, words in (("square.hpp", "a kernel"), ("../x.hpp", "file name")):
         bad = subprocess.run([*base, "--umbrella", umbrella], capture_output=True, text=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from morello import __version__, cmake_dir
 from morello.errors import BuildError, FileAccessError, HostProfileError, MorelloError, SpecError
 from morello.front.kernel_list import UMBRELLA
+from morello.front.progress import Progress
 from morello.store import cache_dir
 from morello.tune import host
 from morello.tune.machine import ISAS, missing_features
@@ -67,6 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
     mm.add_argument("--name", default="matmul", help="C++ function name (default: matmul)")
     mm.add_argument("-o", "--output", type=Path, help="header file to write (default: stdout)")
     mm.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    _quiet_option(mm)
     mm.add_argument(
         "--measure",
         type=int,
@@ -155,6 +157,13 @@ def _build_parser() -> argparse.ArgumentParser:
     pre.add_argument(
         "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: CPUs)"
     )
+    pre.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a Dask distributed cluster instead of local processes, e.g. "
+        "tcp://HOST:8786 (needs morello[dask]; workers need no access to the memo table)",
+    )
+    _quiet_option(pre)
     _db_options(pre, can_disable=False)
 
     gen = commands.add_parser(
@@ -170,6 +179,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the headers it would write and the files they depend on, and stop",
     )
+    _quiet_option(gen)
     _db_options(gen)
 
     cal = commands.add_parser(
@@ -196,6 +206,14 @@ def _build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--tables", type=int, default=10, help="largest tables to list")
     _db_options(stats, can_disable=False)
     return parser
+
+
+def _quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress (by default: in place on a terminal, else a line every few seconds)",
+    )
 
 
 def _db_options(parser: argparse.ArgumentParser, *, can_disable: bool = True) -> None:
@@ -248,21 +266,15 @@ def _synth(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     report = sys.stdout if args.output else sys.stderr
-    tty = report.isatty()
-    color = args.color == "always" or (args.color == "auto" and tty)
-
-    def progress(solved: int) -> None:
-        if tty:
-            print(f"\rsearching: {solved:,} Specs solved", end="", file=report, flush=True)
-
+    color = args.color == "always" or (args.color == "auto" and report.isatty())
     _at_least_one(args.measure, "--measure")
     memo = _memo(args, profile.model)
+    progress = Progress("searching", sys.stderr, quiet=args.quiet)
     try:
         result = synthesize_spec(
-            spec, threads=args.threads, memo=memo, progress=progress, profile=profile
+            spec, threads=args.threads, memo=memo, progress=progress.update, profile=profile
         )
-        if tty:
-            print("\r\x1b[K", end="", file=report)
+        progress.close()
         ranking = None
         if args.measure > 1:
             ranking = _rerank(result, memo, args.measure, report)
@@ -382,8 +394,6 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _precompute(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from morello.store import precompute
     from morello.store.db import default_db_path
 
@@ -398,13 +408,27 @@ def _precompute(args: argparse.Namespace) -> int:
         args.threads,
     )
     left = precompute.pending(path, todo, model)
+    where = f"the cluster at {args.scheduler}" if args.scheduler else f"{args.jobs} processes"
     print(
         f"{len(todo):,} matmuls up to {args.max_size}^3; {len(todo) - len(left):,} already "
-        f"in {path}; solving {len(left):,} on {args.jobs} processes",
+        f"in {path}; solving {len(left):,} on {where}",
         file=sys.stderr,
     )
-    with tqdm(total=len(todo), initial=len(todo) - len(left), unit="matmul") as bar:
-        precompute.run(path, left, workers=args.jobs, progress=bar.update, model=model)
+    progress = Progress(
+        "precompute",
+        sys.stderr,
+        unit="matmuls",
+        total=len(todo),
+        start=len(todo) - len(left),
+        quiet=args.quiet,
+    )
+    if args.scheduler:
+        precompute.run_on_cluster(
+            path, left, args.scheduler, progress=progress.advance, model=model
+        )
+    else:
+        precompute.run(path, left, workers=args.jobs, progress=progress.advance, model=model)
+    progress.close()
     return _db_stats(argparse.Namespace(db=path, tables=0))
 
 
@@ -430,7 +454,8 @@ def _generate(args: argparse.Namespace) -> int:
             args.output_dir,
             memo,
             umbrella=args.umbrella,
-            progress=lambda r: print(f"morello: synthesizing {r.name}", file=sys.stderr),
+            stream=sys.stderr,
+            quiet=args.quiet,
             profile=profile,
         )
     finally:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from morello.core.memo import Memo
 from morello.emit.names import check_name
 from morello.errors import FileAccessError, SpecError
 from morello.front.api import synthesize_spec
 from morello.front.kernel_list import UMBRELLA, KernelRequest
+from morello.front.progress import Progress
 from morello.tune.host import DEFAULT, HostProfile, profile_path
 
 
@@ -77,16 +79,30 @@ def generate(
     memo: Memo,
     *,
     umbrella: str = UMBRELLA,
-    progress: Callable[[KernelRequest], None] | None = None,
+    stream: TextIO | None = None,
+    quiet: bool = False,
     profile: HostProfile = DEFAULT,
 ) -> Generated:
+    """Synthesizes every kernel of ``requests`` and writes the headers that changed;
+    reports each kernel, and the search's progress, on ``stream`` unless ``quiet``."""
     check_umbrella(requests, umbrella)
     texts: dict[str, str] = {}
     for request in requests:
-        if progress is not None:
-            progress(request)
         spec = request.spec(profile.limits)
-        result = synthesize_spec(spec, threads=request.threads, memo=memo, profile=profile)
+        progress = None
+        if stream is not None:
+            progress = Progress(f"synthesizing {request.name}", stream, quiet=quiet)
+            if not quiet:
+                print(f"morello: synthesizing {request.name}", file=stream, flush=True)
+        result = synthesize_spec(
+            spec,
+            threads=request.threads,
+            memo=memo,
+            profile=profile,
+            progress=None if progress is None else progress.update,
+        )
+        if progress is not None:
+            progress.close()
         texts[f"{request.name}.hpp"] = result.to_header(request.name, bias=request.bias_mode)
     texts[umbrella] = umbrella_text(requests, umbrella)
     try:

@@ -378,6 +378,16 @@ class MemoDB:
         self.flush()
         self._solved.clear()
 
+    def take_pending(self) -> list[tuple[Point, Action | None]]:
+        """The solutions put since the last flush or take, handed over instead of written:
+        a precompute worker's, which the process that owns the file writes."""
+        taken, self._pending = self._pending, []
+        return taken
+
+    def put_points(self, points: list[tuple[Point, Action | None]]) -> None:
+        """Solutions another process found: written by the next flush."""
+        self._pending.extend(points)
+
     # --- Reporting.
 
     def stats(self) -> DBStats:

@@ -1,12 +1,12 @@
 """``morello precompute``: fill a memo table with every matmul up to given sizes.
 
-Problems are solved in stages of equal M+K+N. Tiling shrinks a dimension, so the
-sub-Specs a stage needs from tiling were written by earlier stages, and the processes of
-one stage find them in the file instead of solving them again. A stage is split into
-batches that go to a ``concurrent.futures.Executor``: a process pool here, or a cluster
-engine's executor (Dask's ``Client.get_executor()``, Ray's) when every worker sees the
-file. A batch is one transaction, so an interrupted run loses at most the batches in
-flight, and running it again skips every problem already in the file.
+Problems are solved in stages of equal M+K+N. Tiling shrinks a dimension, so most
+sub-Specs a stage needs were solved by earlier stages. A stage is split into batches
+that go to a ``concurrent.futures.Executor``: local processes, which read the file for
+what earlier stages solved, or a Dask cluster's workers, which share no file system and
+keep what they solved in memory. Workers hand their solutions back; the calling process
+alone writes the file, one transaction per finished batch, so an interrupted run loses at
+most the batches in flight, and running it again skips every problem already in the file.
 """
 
 from __future__ import annotations
@@ -14,21 +14,27 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import sys
+import threading
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 from morello.core.cost import DEFAULT_MODEL, CostModel
-from morello.core.rewrites import canonical
+from morello.core.memo import InMemoryMemo, Solution
+from morello.core.rewrites import Action, canonical
 from morello.core.search import Search
 from morello.core.spec import Spec, matmul_problem
 from morello.core.target import AVX2_LIMITS, MemoryLimits
+from morello.errors import SpecError
 from morello.store.db import MemoDB
+from morello.store.table import Point, locate
 
 BATCHES_PER_WORKER = 2  # per stage: enough to even out uneven batches, few transactions
 MAX_BATCH = 512
 WORKER_MEMORY_SPECS = 2_000_000  # solutions a worker keeps in memory before dropping them
+CONNECT_TIMEOUT_S = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +69,21 @@ def problems(
     return found
 
 
-def solve_batch(db_path: str, model: CostModel, batch: Sequence[Task]) -> int:
-    """Solve ``batch`` into the file and commit; the number of problems that needed it.
-    Runs in a worker: module-level and picklable for any executor."""
-    memo = _worker_memo(db_path, model)
-    memo.refresh()
+Found = list[tuple[Point, Action | None]]  # solutions as the table stores them
+
+
+def solve_batch(
+    run: str, db_path: str | None, model: CostModel, batch: Sequence[Task]
+) -> tuple[int, Found]:
+    """Solve ``batch`` in a worker. Returns how many problems needed it and every solution
+    the worker found for them, sub-Specs included, children before parents, for the caller
+    to write: workers never write the table. A worker that can read the file (``db_path``)
+    starts from it; one that cannot (a cluster's) starts empty. Either keeps what it solved
+    in memory across the batches of one run, so shared sub-Specs are solved once a worker.
+    Module-level and picklable for any executor."""
+    memo = _worker_memo(run, db_path, model)
+    if isinstance(memo, MemoDB):
+        memo.refresh()  # the caller has written other workers' batches since
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
     solved = 0
     for problem in batch:
@@ -75,20 +91,49 @@ def solve_batch(db_path: str, model: CostModel, batch: Sequence[Task]) -> int:
         if not memo.contains(spec, problem.threads):
             Search(problem.threads, memo, model=model).solve(spec)
             solved += 1
+    found = memo.take_pending()
     if len(memo) > WORKER_MEMORY_SPECS:
-        memo.trim()
-    memo.flush()
-    return solved
+        memo.trim()  # everything in it has been handed over
+    return solved, found
 
 
-_WORKER_MEMOS: dict[str, MemoDB] = {}
+class _RecordingMemo(InMemoryMemo):
+    """A worker's memory when it cannot read the file: what it solves, recorded as the
+    table's points until taken."""
+
+    def __init__(self, model: CostModel) -> None:
+        super().__init__(model)
+        self._pending: Found = []
+
+    def put(self, spec: Spec, threads: int, solution: Solution) -> None:
+        super().put(spec, threads, solution)
+        self._pending.append((locate(*self._key(spec, threads)), solution.action))
+
+    def contains(self, spec: Spec, threads: int) -> bool:
+        return self.get(spec, threads) is not None
+
+    def take_pending(self) -> Found:
+        taken, self._pending = self._pending, []
+        return taken
+
+    def trim(self) -> None:
+        self._table.clear()
 
 
-def _worker_memo(db_path: str, model: CostModel) -> MemoDB:
-    # One connection per worker process, kept across batches with what it has read.
-    if db_path not in _WORKER_MEMOS:
-        _WORKER_MEMOS[db_path] = MemoDB(db_path, model)
-    return _WORKER_MEMOS[db_path]
+# Each worker thread's memo and the run it serves (a Dask worker may run batches on
+# several threads). A new run starts a new memo: a solution kept from an earlier run may
+# never have reached that run's file (its caller stopped), and a batch must hand over
+# every sub-Spec its solutions need.
+_WORKER = threading.local()
+
+
+def _worker_memo(run: str, db_path: str | None, model: CostModel) -> MemoDB | _RecordingMemo:
+    if getattr(_WORKER, "run", None) != run:
+        if getattr(_WORKER, "memo", None) is not None:
+            _WORKER.memo.close()
+        _WORKER.memo = _RecordingMemo(model) if db_path is None else MemoDB(db_path, model)
+        _WORKER.run = run
+    return _WORKER.memo
 
 
 def pending(db_path: Path, todo: Sequence[Task], model: CostModel = DEFAULT_MODEL) -> list[Task]:
@@ -119,25 +164,73 @@ def run(
     *,
     executor: Executor | None = None,
     workers: int = 2,
+    workers_read_file: bool = True,
     progress: Callable[[int], None] | None = None,
     model: CostModel = DEFAULT_MODEL,
 ) -> int:
     """Solve ``todo`` into the file at ``db_path``; returns how many needed solving.
+
+    ``executor`` runs the batches (default: ``workers`` local processes); the caller alone
+    writes the file, a transaction per finished batch. With ``workers_read_file`` False
+    (a cluster's workers, which share no file system) workers are handed no path.
     ``progress`` is called with the number of problems each finished batch covered."""
     own = executor is None
     if executor is None:
         # Spawned workers: a forked one would inherit the parent's connection and caches.
         ctx = multiprocessing.get_context("spawn")
         executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    run_id = uuid.uuid4().hex
+    path = str(db_path) if workers_read_file else None
+    memo = MemoDB(db_path, model)
     solved = 0
     try:
         for stage in stages(todo, workers):
-            futures = {executor.submit(solve_batch, str(db_path), model, b): len(b) for b in stage}
+            futures = {executor.submit(solve_batch, run_id, path, model, b): len(b) for b in stage}
             for future in as_completed(futures):
-                solved += future.result()
+                count, found = future.result()
+                memo.put_points(found)
+                memo.flush()
+                memo.trim()  # the file answers from now on; keeps the caller's memory flat
+                solved += count
                 if progress is not None:
                     progress(futures[future])
     finally:
+        memo.close()
         if own:
             executor.shutdown(cancel_futures=True)
     return solved
+
+
+def run_on_cluster(
+    db_path: Path,
+    todo: Sequence[Task],
+    scheduler: str,
+    *,
+    progress: Callable[[int], None] | None = None,
+    model: CostModel = DEFAULT_MODEL,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> int:
+    """``run`` on a running Dask distributed cluster (``dask scheduler`` and ``dask
+    worker``s, the optional extra ``morello[dask]``). Dask reruns the batches of a worker
+    that dies; this process alone writes the file, so stopping it and running again
+    continues with what is left."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise SpecError("--scheduler needs Dask distributed: pip install 'morello[dask]'") from None
+    try:
+        client = Client(scheduler, timeout=connect_timeout_s)
+    except OSError as e:
+        raise SpecError(f"--scheduler {scheduler}: cannot reach the scheduler ({e})") from None
+    with client:
+        workers = max(1, sum(client.nthreads().values()))
+        with client.get_executor(pure=False) as executor:
+            return run(
+                db_path,
+                todo,
+                executor=executor,
+                workers=workers,
+                workers_read_file=False,
+                progress=progress,
+                model=model,
+            )
