@@ -30,6 +30,9 @@ U_F32 = 2.0**-24
 def standin():
     build = CACHE / "build"
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    # The default rates, whatever this machine's profile says: the memo file below is named
+    # for them (a module fixture cannot use the per-test profile of conftest.py).
+    env["MORELLO_HOST"] = str(CACHE / "no-host-profile.json")
     # Configured every time (cheap on a kept build) so the settings below always hold.
     configure = [
         "cmake",
