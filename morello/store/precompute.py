@@ -131,7 +131,11 @@ def _worker_memo(run: str, db_path: str | None, model: CostModel) -> MemoDB | _R
     if getattr(_WORKER, "run", None) != run:
         if getattr(_WORKER, "memo", None) is not None:
             _WORKER.memo.close()
-        _WORKER.memo = _RecordingMemo(model) if db_path is None else MemoDB(db_path, model)
+        _WORKER.memo = (
+            _RecordingMemo(model)
+            if db_path is None
+            else MemoDB(db_path, model, flush_every=sys.maxsize)  # it hands over, never writes
+        )
         _WORKER.run = run
     return _WORKER.memo
 
@@ -190,7 +194,6 @@ def run(
                 count, found = future.result()
                 memo.put_points(found)
                 memo.flush()
-                memo.trim()  # the file answers from now on; keeps the caller's memory flat
                 solved += count
                 if progress is not None:
                     progress(futures[future])
