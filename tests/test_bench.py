@@ -283,6 +283,10 @@ def test_suite_covers_the_issue_workloads():
     assert {(1, 2048, 16384), (1, 16384, 2048), (1, 2048, 2048), (4, 2048, 2048)} <= shapes
     assert {(256,) * 3, (512,) * 3, (1024,) * 3} <= shapes
     assert benchmarks.THREADS == (1, 2)
+    matmuls = {(w.problem.m, w.problem.k, w.problem.n) for w in benchmarks.MATMUL}
+    assert {(512,) * 3, (768,) * 3, (1024,) * 3, (2048,) * 3, (320, 640, 2560)} <= matmuls
+    assert all(not w.memory_bound for w in benchmarks.MATMUL)
+    assert benchmarks.SUITES["matmul"] is benchmarks.MATMUL
 
 
 def test_peer_inputs_share_values_across_dtypes():

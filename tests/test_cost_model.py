@@ -15,6 +15,7 @@ from morello.core.rates import (
     COPY_CYCLES_PER_ELEMENT,
     COPY_CYCLES_PER_VECTOR,
     RATES,
+    STREAM_RUN_BYTES,
     concurrent_line_cost,
     line_cost,
 )
@@ -69,6 +70,23 @@ def test_a_fetch_from_dram_is_charged_in_full() -> None:
     assert fetched > 0 and cost == fetched + 1_000.0
     assert RATES.line_cycles(Level.GL) > RATES.line_cycles(Level.L3) > 0
     assert RATES.stream_start_cycles(Level.GL) > RATES.stream_start_cycles(Level.L3) > 0
+
+
+def test_short_runs_pay_their_stream_starts_in_proportion() -> None:
+    # Runs as long as the ones calibration measures pay a whole start each.
+    rows = STREAM_RUN_BYTES // 4
+    long_runs = TensorSpec((4, rows), F32, ROW, Level.GL, contiguous=False)
+    starts = RATES.dram_stream_start_cycles
+    assert line_cost(long_runs) == pytest.approx(
+        4 * (rows // 16) * RATES.dram_line_cycles + 4 * starts
+    )
+    # A 6x16 tile of a wide f32 matrix, the output of a register block: six one-line runs
+    # in flight together pay six 32nds of a start, not six starts.
+    block = TensorSpec((6, 16), F32, ROW, Level.GL, contiguous=False)
+    assert runs(block) == 6 and block.lines() == 6
+    assert line_cost(block) == pytest.approx(6 * RATES.dram_line_cycles + 6 / 32 * starts)
+    # Fewer runs of the same lines never cost more.
+    assert line_cost(TensorSpec((1, 96), F32, ROW, Level.GL)) <= line_cost(block)
 
 
 def _split_cost(spec: Spec, tile: Tile) -> float:

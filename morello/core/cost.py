@@ -41,7 +41,7 @@ from morello.core.target import AVX2_LIMITS, Level, MemoryLimits
 # actions): memo tables are keyed by it, so a bump starts new tables and an edit that prices
 # nothing differently keeps users' tables. tests/test_model_version.py records the optima
 # of a set of Specs at this version and fails when they move without a bump.
-MODEL_VERSION = 4  # 4: dot blocks over runs of columns side by side; several DRAM streams priced
+MODEL_VERSION = 5  # 5: a run shorter than the measured ones pays its stream start in proportion
 
 
 LOOP_ITERATION_CYCLES = 1.0  # increment, compare, branch; usually hidden, never free

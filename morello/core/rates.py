@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from morello.core.layout import CACHE_LINE
 from morello.core.spec import TensorSpec, runs
 from morello.core.target import Level
 
@@ -83,8 +84,20 @@ COPY_CYCLES_PER_ELEMENT = 1.0  # a copy that changes layout goes element by elem
 EVEN_ODD_WIDEN_CYCLES = 4.0  # per 16 bf16: one load, a shift, a mask, two stores
 
 
+# The runs `morello calibrate` measures the stream start on (morello/tune/calibrate.py).
+STREAM_RUN_BYTES = 2048  # half a column of 2048 bf16 weights
+
+
 def line_cost(t: TensorSpec, rates: Rates = RATES) -> float:
-    return t.lines() * rates.line_cycles(t.level) + runs(t) * rates.stream_start_cycles(t.level)
+    """Fetching ``t`` from its level: its lines, and a stream start per run. A run shorter
+    than the measured ones pays its start in proportion: its lines are fetched together
+    with the other runs' (the core keeps many misses in flight, and stores drain in the
+    background), not each after a full latency. Without that, a strided tile of 64-byte
+    rows of a matrix in DRAM cost seven times its lines, and square matmuls whose output
+    does not fit the cache chose narrow register blocks to have fewer rows."""
+    lines = t.lines()
+    starts = min(runs(t), lines * CACHE_LINE / STREAM_RUN_BYTES)
+    return lines * rates.line_cycles(t.level) + starts * rates.stream_start_cycles(t.level)
 
 
 def reread_cost(t: TensorSpec, times: int, piece_bytes: int, rates: Rates = RATES) -> float:

@@ -85,11 +85,12 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     bench.add_argument(
         "--suite",
-        choices=("standard", "decode"),
+        choices=("standard", "decode", "matmul"),
         default="standard",
         help="standard: the seed, Gemma 2B's decode MatVecs, a batched decode and square f32 "
         "matmuls (default); decode: every decode MatVec of eight open models, f32 and bf16 "
-        "vectors (morello/bench/models.py)",
+        "vectors (morello/bench/models.py); matmul: f32 matmuls 512³ to 2048³ and off powers "
+        "of two",
     )
     bench.add_argument("--workdir", type=Path, help="where to build (default: a temp dir)")
     bench.add_argument(

@@ -26,7 +26,7 @@ from morello.core.cost import CostModel
 from morello.core.dtypes import Dtype
 from morello.core.layout import CACHE_LINE, COL, ROW
 from morello.core.memo import Memo
-from morello.core.rates import Rates
+from morello.core.rates import STREAM_RUN_BYTES, Rates
 from morello.core.search import synthesize
 from morello.core.spec import Spec, matmul_spec
 from morello.tune.harness import (
@@ -48,7 +48,6 @@ PROBE = (1, 2048, 16384)
 # not move the model, which would start a new, empty memo table.
 KEEP_WITHIN = 0.10
 KEEP_TIME = 0.02  # the saved prefetch distance stays if it times within this of the fastest
-STREAM_RUN_BYTES = 2048  # half a column of 2048 bf16 weights
 STREAMS_PATTERN = READ_PATTERNS.index((4, 32768, 0))  # four long runs side by side
 
 # --- The rates: probes of the core, each against the clock.
