@@ -93,8 +93,8 @@ def line_cost(t: TensorSpec, rates: Rates = RATES) -> float:
     than the measured ones pays its start in proportion: its lines are fetched together
     with the other runs' (the core keeps many misses in flight, and stores drain in the
     background), not each after a full latency. Without that, a strided tile of 64-byte
-    rows of a matrix in DRAM cost seven times its lines, and square matmuls whose output
-    does not fit the cache chose narrow register blocks to have fewer rows."""
+    rows of a matrix in DRAM cost twenty times its lines or more, and square matmuls whose
+    output does not fit the cache chose narrow register blocks to have fewer rows."""
     lines = t.lines()
     starts = min(runs(t), lines * CACHE_LINE / STREAM_RUN_BYTES)
     return lines * rates.line_cycles(t.level) + starts * rates.stream_start_cycles(t.level)
