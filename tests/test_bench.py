@@ -29,6 +29,7 @@ from morello.bench.report import (
 )
 from morello.core.dtypes import Dtype
 from morello.core.memo import InMemoryMemo
+from morello.errors import SpecError
 from morello.front.cli import main
 from morello.tune import harness as bench
 from morello.tune import inputs, machine
@@ -338,3 +339,22 @@ def test_the_gemma_cpp_driver_output_is_read_and_judged() -> None:
     assert bars[1].startswith("bar MISSED") and "(bar 1.05x)" in bars[1]
     table = "\n".join(gemma_cpp.format_rows(rows))
     assert "2048→512" in table and "1.02x" in table
+
+
+def test_synthesis_suite_times_each_case_and_checks_the_bars(monkeypatch, tmp_path, capsys):
+    tiny = benchmarks.SynthesisCase("tiny 4x8x16", "4x8x16", "f32,f32,f32", "row,row,row", 2, 1)
+    monkeypatch.setattr(benchmarks, "SYNTHESIS_SUITE", (tiny,))
+    monkeypatch.setattr(benchmarks, "WARM_RUNS", 1)
+    table = tmp_path / "table.sqlite3"
+    precompute = ["precompute", "--max-size", "3", "--jobs", "1", "--quiet", "--db", str(table)]
+    assert main(precompute) == 0
+    assert benchmarks.run_synthesis_suite(table, only=("tiny",)) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("tiny 4x8x16"))
+    specs = int(row.split()[2].replace(",", ""))
+    assert specs > 0
+    assert "bar met     cold tiny 4x8x16" in out
+    assert "warm tiny 4x8x16" in out
+    assert "compression:" in out and "(bar 20x)" in out
+    with pytest.raises(SpecError, match="no synthesis case matches"):
+        benchmarks.run_synthesis_suite(None, only=("no such case",))

@@ -384,51 +384,102 @@ def run_suite(
 
 # --- Synthesis speed: how long the search takes with an empty and with a full memo table.
 
+
+@dataclass(frozen=True, slots=True)
+class SynthesisCase:
+    label: str
+    shape: str
+    dtypes: str
+    layouts: str
+    threads: int
+    cold_runs: int  # repeated only where a run is short enough to repeat
+
+
 SYNTHESIS_SUITE = (
-    ("seed 1x2048x16384 bf16, B col", "1x2048x16384", "bf16,bf16,f32", "row,col,row", 3),
-    ("f32 1024x1024x1024", "1024x1024x1024", "f32,f32,f32", "row,row,row", 1),
+    SynthesisCase(
+        "seed 1x2048x16384 bf16, B col", "1x2048x16384", "bf16,bf16,f32", "row,col,row", 1, 3
+    ),
+    SynthesisCase("f32 768x768x768", "768x768x768", "f32,f32,f32", "row,row,row", 1, 1),
+    SynthesisCase(
+        "f32 320x640x2560, 2 threads", "320x640x2560", "f32,f32,f32", "row,row,row", 2, 1
+    ),
+    SynthesisCase(
+        "f32 1024x1024x1024, 2 threads", "1024x1024x1024", "f32,f32,f32", "row,row,row", 2, 1
+    ),
+    # A prefill of 256 tokens through a gate projection of a 7-8B model.
+    SynthesisCase(
+        "prefill 256x4096x11008 bf16, B col", "256x4096x11008", "bf16,bf16,f32", "row,col,row", 1, 1
+    ),
 )
 WARM_RUNS = 5
+COLD_BAR_S = 60.0  # any matmul up to 4096 a side, cold, on a 2-core machine
+WARM_SEED_BAR_S = 0.5
+WARM_BAR_S = 1.0
+COMPRESSION_BAR = 20.0  # bytes on disk against one row per Spec, on a precomputed table
 
 
-def run_synthesis_suite(precomputed: Path | None, profile: HostProfile = DEFAULT) -> int:
+def run_synthesis_suite(
+    precomputed: Path | None, profile: HostProfile = DEFAULT, only: tuple[str, ...] = ()
+) -> int:
     """Cold: a new, empty file. Warm: the same file in a new process, the whole command
     timed (start-up, imports, lookups, code generation). Medians over repeated runs.
-    ``profile`` must be the one the ``morello synth`` commands timed here load."""
+    ``profile`` must be the one the ``morello synth`` commands timed here load. ``only``:
+    the cases whose label contains one of these."""
+    cases = [c for c in SYNTHESIS_SUITE if not only or any(o in c.label for o in only)]
+    if not cases:
+        raise SpecError(f"--workload {', '.join(only)}: no synthesis case matches")
     rows = []
     with tempfile.TemporaryDirectory(prefix="morello-synth-bench-") as tmp:
-        for label, shape, dtypes, layouts, cold_runs in SYNTHESIS_SUITE:
-            spec = matmul_problem(shape, dtypes, layouts, limits=profile.limits)
+        for case in cases:
+            spec = matmul_problem(
+                case.shape, case.dtypes, case.layouts, threads=case.threads, limits=profile.limits
+            )
             cold = []
-            for run in range(cold_runs):
-                path = Path(tmp) / f"{shape}-{run}.sqlite3"
+            for run in range(case.cold_runs):
+                path = Path(tmp) / f"{case.shape}-{case.threads}-{run}.sqlite3"
                 with MemoDB(path, profile.model) as memo:
-                    print(f"  {label}: cold run {run + 1}/{cold_runs} ...", file=sys.stderr)
-                    _, stats = synthesize(spec, memo=memo)
+                    print(
+                        f"  {case.label}: cold run {run + 1}/{case.cold_runs} ...", file=sys.stderr
+                    )
+                    _, stats = synthesize(spec, threads=case.threads, memo=memo)
                 cold.append(stats)
-            command = [sys.executable, "-m", "morello", "synth", "matmul", shape]
-            command += ["--dtypes", dtypes, "--layouts", layouts, "--db", str(path)]
+            command = [sys.executable, "-m", "morello", "synth", "matmul", case.shape]
+            command += ["--dtypes", case.dtypes, "--layouts", case.layouts]
+            command += ["--threads", str(case.threads), "--db", str(path)]
             warm = []
             for _ in range(WARM_RUNS):
                 start = time.perf_counter()
                 subprocess.run(command, check=True, capture_output=True)
                 warm.append(time.perf_counter() - start)
             seconds = statistics.median(s.seconds for s in cold)
-            rows.append((label, cold[0].specs_solved, seconds, statistics.median(warm)))
-    print(f"{'kernel':32} {'Specs':>10} {'cold':>9} {'Specs/s':>9} {'warm (command)':>15}")
-    for label, specs, cold_s, warm_s in rows:
-        print(f"{label:32} {specs:>10,} {cold_s:>8.2f}s {specs / cold_s:>9,.0f} {warm_s:>14.2f}s")
+            rows.append((case, cold[0].specs_solved, seconds, statistics.median(warm)))
+    print(f"{'kernel':36} {'Specs':>10} {'cold':>9} {'Specs/s':>9} {'warm (command)':>15}")
+    for case, specs, cold_s, warm_s in rows:
+        print(
+            f"{case.label:36} {specs:>10,} {cold_s:>8.1f}s {specs / cold_s:>9,.0f} {warm_s:>14.2f}s"
+        )
     print()
-    # The issue's bars: the seed (first) cold within a minute, every kernel warm within 1 s.
-    bars = [(f"cold {rows[0][0]}", rows[0][2], 60.0)]
-    bars += [(f"warm {label}", warm_s, 1.0) for label, _, _, warm_s in rows]
+    # The issue's bars: every case cold within a minute; warm, the seed within half a
+    # second and every other within a second.
+    bars = [(f"cold {case.label}", cold_s, COLD_BAR_S) for case, _, cold_s, _ in rows]
+    bars += [
+        (
+            f"warm {case.label}",
+            warm_s,
+            WARM_SEED_BAR_S if case is SYNTHESIS_SUITE[0] else WARM_BAR_S,
+        )
+        for case, _, _, warm_s in rows
+    ]
     for what, value, bar in bars:
         print(f"bar {'met' if value <= bar else 'MISSED':6}  {what}: {value:.2f} s (bar {bar:g} s)")
     if precomputed is not None:
         with MemoDB(precomputed, profile.model) as memo:
             stats = memo.stats()
-        ratio = stats.specs / max(stats.regions, 1)
+        ratio = stats.row_per_spec_bytes / max(stats.file_bytes, 1)
         print(format_stats(stats, 0))
-        verdict = "met" if ratio >= 10 else "MISSED"
-        print(f"bar {verdict:6}  compression: {ratio:.1f} Specs per region (bar 10)")
+        verdict = "met" if ratio >= COMPRESSION_BAR else "MISSED"
+        print(
+            f"bar {verdict:6}  compression: {ratio:.1f}x fewer bytes on disk than one row per "
+            f"Spec (bar {COMPRESSION_BAR:g}x)"
+        )
     return 0

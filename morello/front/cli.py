@@ -357,7 +357,7 @@ def _bench(args: argparse.Namespace) -> int:
     from morello.bench.suite import run_suite, run_synthesis_suite
 
     if args.synthesis:
-        return run_synthesis_suite(args.db, host.load())
+        return run_synthesis_suite(args.db, host.load(), tuple(args.workload))
     if args.gemma_cpp is not None:
         from morello.bench import gemma_cpp
 
