@@ -123,7 +123,7 @@ def _b_tile(rows: int) -> Spec:
     a = TensorSpec((6, rows), F32, ROW, Level.L2)
     b = TensorSpec((rows, 16), F32, ROW, Level.L3, contiguous=False)
     c = TensorSpec((6, 16), F32, ROW, Level.L2, contiguous=False)
-    limits = replace(AVX2_LIMITS, l1=0)  # only L2 is on offer
+    limits = AVX2_LIMITS._replace(l1=0)  # only L2 is on offer
     return Spec(Op.MATMUL, (a, b, c), limits, True)
 
 

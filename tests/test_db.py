@@ -79,7 +79,7 @@ def test_the_table_is_named_by_the_model_version_and_rates_not_the_sources(
 ) -> None:
     # An edit that prices nothing differently keeps users' tables; a version bump does not.
     before = db_file_name(CostModel())
-    assert db_file_name(CostModel(limits=replace(CostModel().limits, l2=1 << 18))) == before
+    assert db_file_name(CostModel(limits=CostModel().limits._replace(l2=1 << 18))) == before
     monkeypatch.setattr(cost, "MODEL_VERSION", cost.MODEL_VERSION + 1)
     assert db_file_name(CostModel()) != before
 

@@ -129,12 +129,13 @@ def action_cost(
             loop = action.loop(spec)
             remainder = costs[1] if loop.remainder else None
             tasks = loop.tasks
-            streams = sum(
-                restreams(whole, piece, tasks)
-                for whole, piece in zip(spec.operands, children[0].operands, strict=True)
-            )
             body = loop_cost(loop.trips, costs[0], remainder, threads if loop.parallel else 1)
-            return body + streams * rates.dram_stream_start_cycles
+            pieces = children[0].operands
+            streams = 0
+            for i, whole in enumerate(spec.operands):
+                if whole.from_dram:
+                    streams += restreams(whole, pieces[i], tasks)
+            return body + streams * rates.dram_stream_start_cycles if streams else body
         case Promote():
             (child,) = children
             moved = [t for t, u in zip(spec.operands, child.operands, strict=True) if t != u]

@@ -8,7 +8,7 @@ applies to a Spec. Nothing here knows costs: the search combines them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import NamedTuple
@@ -21,7 +21,7 @@ from morello.core.kernels import (
     kernels_for,
 )
 from morello.core.layout import CACHE_LINE, COL, EVEN_ODD, ROW, Layout, Packed
-from morello.core.spec import Op, Spec, TensorSpec, runs
+from morello.core.spec import Op, Spec, TensorSpec, runs, tile_tensor
 from morello.core.target import F32_LANES, L1_WAYS, L2_SAFE_RUNS, Level, MemoryLimits
 
 A, B, C = 0, 1, 2
@@ -148,31 +148,55 @@ def tile_sizes(extent: int, *, thirds: bool = True) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
-def _tile_operands(spec: Spec, dim: Dim, size: int, step: int) -> Spec | None:
+def _tile_operands(
+    spec: Spec, dim: Dim, size: int, step: int
+) -> tuple[TensorSpec, TensorSpec, TensorSpec] | None:
     a, b, c = spec.operands
     m, k, n = spec.mkn
     match dim:
         case Dim.M:
-            new = (a.tile(size, k, k), b, c.tile(size, n, n))
+            new = (tile_tensor(a, size, k, k), b, tile_tensor(c, size, n, n))
         case Dim.N:
-            new = (a, b.tile(k, size, step), c.tile(m, size, step))
+            new = (a, tile_tensor(b, k, size, step), tile_tensor(c, m, size, step))
         case Dim.K:
-            new = (a.tile(m, size, step), b.tile(size, n, n), c)
-    if any(t is None for t in new):
+            new = (tile_tensor(a, m, size, step), tile_tensor(b, size, n, n), c)
+    if None in new:
         return None
-    return Spec(spec.op, new, spec.limits, spec.serial)  # type: ignore[arg-type]
+    return new  # type: ignore[return-value]
+
+
+def _tile_children(
+    spec: Spec, tile: Tile, limits: Callable[[tuple[TensorSpec, ...], MemoryLimits], MemoryLimits]
+) -> tuple[Spec, ...] | Refused:
+    """A Tile's sub-Specs (the full tile's, then the boundary tile's), each with the
+    budget ``limits`` gives its operands: the parent's, or capped."""
+    dim, size = tile.dim, tile.size
+    full = _tile_operands(spec, dim, size, size)
+    if full is None:
+        return NO_TILE
+    serial = spec.serial or tile.parallel
+    op = spec.op
+    body = Spec(op, full, limits(full, spec.limits), serial)
+    remainder = dim.extent(spec) % size
+    if not remainder:
+        return (body,)
+    boundary = _tile_operands(spec, dim, remainder, size)
+    if boundary is None:
+        return NO_BOUNDARY
+    return (body, Spec(op, boundary, limits(boundary, spec.limits), serial))
 
 
 def expand(spec: Spec, action: Action) -> tuple[Spec, ...] | Refused:
     """The sub-Specs ``action`` decomposes ``spec`` into, in program order, or why it
     cannot; each sub-Spec ``canonical``, as the search memoizes it."""
+    if type(action) is Tile:  # most rewrites: built capped at once
+        return _tile_children(spec, action, _capped)
     children = expand_raw(spec, action)
     if isinstance(children, Refused):
         return children
-    return tuple(canonical(c) for c in children)
+    return tuple(map(canonical, children))
 
 
-@lru_cache(maxsize=1 << 16)
 def canonical(spec: Spec) -> Spec:
     """Cap the budgets at what the Spec's subtree could ever use, so that Specs reached
     with more room than they can use share one memo entry.
@@ -187,22 +211,41 @@ def canonical(spec: Spec) -> Spec:
     if not spec.is_matmul:
         # Zero and Move are single kernels that allocate nothing.
         return spec if spec.limits == NO_BUDGET else replace(spec, limits=NO_BUDGET)
-    copies, promotions, working_set = _allocations(spec)
-    l1 = _cap([*copies, working_set])
-    limits = spec.limits
+    limits = _capped(spec.operands, spec.limits)
+    return spec if limits is spec.limits else Spec(spec.op, spec.operands, limits, spec.serial)
+
+
+def _capped(operands: tuple[TensorSpec, ...], limits: MemoryLimits) -> MemoryLimits:
+    """``limits`` capped for a matmul of these operands (``canonical``); the same object
+    when no cap applies."""
+    vrf, l1, l2_without_copies, l2_with_copies = _caps(operands)
     # ``_moves`` puts a copy in L2 only when L1 cannot take it. With L1 at or above its
     # cap no L1 check below fails (the first to fail would follow only allocations the
     # cap counts), so no copy goes to L2. Below its cap L1 is left as it is, and a copy
     # may go to L2: count it there.
-    l2 = _cap(promotions if limits.l1 >= l1 else [*promotions, *copies])
-    capped = MemoryLimits(min(limits.vrf, _vrf_need(spec)), min(limits.l1, l1), min(limits.l2, l2))
-    return spec if capped == limits else replace(spec, limits=capped)
+    l2 = l2_without_copies if limits.l1 >= l1 else l2_with_copies
+    if limits.vrf <= vrf and limits.l1 <= l1 and limits.l2 <= l2:
+        return limits
+    return MemoryLimits(min(limits.vrf, vrf), min(limits.l1, l1), min(limits.l2, l2))
+
+
+@lru_cache(maxsize=1 << 16)
+def _caps(operands: tuple[TensorSpec, ...]) -> tuple[int, int, int, int]:
+    """The caps of a matmul's budgets, which depend on its operands alone: registers,
+    L1, and L2 when L1 is at its cap or below it (``canonical``)."""
+    copies, promotions, working_set = _allocations(operands)
+    return (
+        _vrf_need(operands[C]),
+        _cap([*copies, working_set]),
+        _cap(promotions),
+        _cap([*promotions, *copies]),
+    )
 
 
 NO_BUDGET = MemoryLimits(0, 0, 0)
 
 
-def _allocations(spec: Spec) -> tuple[list[int], list[int], int]:
+def _allocations(operands: tuple[TensorSpec, ...]) -> tuple[list[int], list[int], int]:
     """The buffers a path below ``spec`` may allocate in a cache, at most one of each,
     in bytes as large as they can get there (tiles only shrink; ``_largest_footprint``):
 
@@ -214,11 +257,11 @@ def _allocations(spec: Spec) -> tuple[list[int], list[int], int]:
     """
     copies, promotions = [], []
     working_set = 0
-    for index, t in enumerate(spec.operands):
+    for index, t in enumerate(operands):
         if t.level >= Level.L1:
             continue
         if index != C and _copyable(t):
-            copies.append(max(new.bytes for new in _copies(index, t, spec.operands[B].dtype)))
+            copies.append(max(new.bytes for new in _copies(index, t, operands[B].dtype)))
         if t.level < Level.L2:
             promotions.append(_largest_footprint(t))
         working_set += _largest_footprint(t)
@@ -243,11 +286,10 @@ def _largest_footprint(t: TensorSpec) -> int:
     return t.layout.lines(t.shape, t.dtype.size, False) * CACHE_LINE
 
 
-def _vrf_need(spec: Spec) -> int:
+def _vrf_need(c: TensorSpec) -> int:
     """The most vector registers any check below ``spec`` asks for, allocations included:
     holding C (or a tile of it) in registers, then the outer-product kernel's row of C
     and its broadcast; or the dot kernel's accumulators and temporaries."""
-    c = spec.operands[C]
     row = -(-c.shape[1] // F32_LANES) + OUTER_FMA_TEMPORARIES
     if c.level == Level.VRF:
         return row
@@ -264,19 +306,8 @@ def expand_raw(spec: Spec, action: Action) -> tuple[Spec, ...] | Refused:
     match action:
         case Kernel():
             return ()
-        case Tile(dim, size, parallel):
-            full = _tile_operands(spec, dim, size, size)
-            if full is None:
-                return NO_TILE
-            if parallel:
-                full = Spec(full.op, full.operands, full.limits, True)
-            rem = action.loop(spec).remainder
-            if not rem:
-                return (full,)
-            boundary = _tile_operands(spec, dim, rem, size)
-            if boundary is None:
-                return NO_BOUNDARY
-            return (full, Spec(boundary.op, boundary.operands, boundary.limits, full.serial))
+        case Tile():
+            return _tile_children(spec, action, _as_given)
         case ToAccum():
             c = spec.operands[C]
             zero = Spec(Op.ZERO, (c,), spec.limits, spec.serial)
@@ -286,9 +317,7 @@ def expand_raw(spec: Spec, action: Action) -> tuple[Spec, ...] | Refused:
             return NOTHING_TO_PROMOTE if promoted is None else (promoted,)
         case Move(index, level, layout, dtype):
             t = spec.operands[index]
-            new = TensorSpec(
-                t.shape, dtype, layout, level, contiguous=True, aligned=True, owned=True
-            )
+            new = TensorSpec(t.shape, dtype, layout, level, contiguous=True, owned=True)
             amount = new.registers if level == Level.VRF else new.bytes
             body = replace(spec.with_operand(index, new), limits=spec.limits.minus(level, amount))
             steps = []
@@ -299,6 +328,26 @@ def expand_raw(spec: Spec, action: Action) -> tuple[Spec, ...] | Refused:
                 steps.append(Spec(Op.MOVE, (new, t), body.limits, spec.serial))
             return tuple(steps)
     raise AssertionError(action)
+
+
+@lru_cache(maxsize=1 << 14)
+def _tiles(m: int, n: int, k: int, parallel: bool) -> tuple[Tile, ...]:
+    """The tilings of a matmul: of M and N if ``m`` is not 0 (C is not in registers yet),
+    each also in parallel if ``parallel``; splits of K if ``k`` is not 0 (accumulating)."""
+    tiles = []
+    if m:
+        for dim, extent in ((Dim.M, m), (Dim.N, n)):
+            for size in tile_sizes(extent):
+                tiles.append(Tile(dim, size))
+                if parallel:
+                    tiles.append(Tile(dim, size, parallel=True))
+    if k:
+        tiles.extend(Tile(Dim.K, size) for size in tile_sizes(k, thirds=False))
+    return tuple(tiles)
+
+
+def _as_given(operands: tuple[TensorSpec, ...], limits: MemoryLimits) -> MemoryLimits:
+    return limits
 
 
 def actions(spec: Spec, threads: int) -> Iterator[Action]:
@@ -313,17 +362,11 @@ def actions(spec: Spec, threads: int) -> Iterator[Action]:
     yield from kernels_for(spec)
     if spec.op == Op.MATMUL:
         yield ToAccum()
-    c = spec.operands[C]
     m, k, n = spec.mkn
-    if c.level != Level.VRF:
-        for dim, extent in ((Dim.M, m), (Dim.N, n)):
-            for size in tile_sizes(extent):
-                yield Tile(dim, size)
-                if threads > 1 and not spec.serial:
-                    yield Tile(dim, size, parallel=True)
-    if spec.op == Op.MATMUL_ACCUM:
-        for size in tile_sizes(k, thirds=False):
-            yield Tile(Dim.K, size)
+    c_in_registers = spec.operands[C].level == Level.VRF
+    accumulates = spec.op == Op.MATMUL_ACCUM
+    parallel = threads > 1 and not spec.serial
+    yield from _tiles(0 if c_in_registers else m, n, k if accumulates else 0, parallel)
     yield from _moves(spec)
 
 

@@ -37,8 +37,10 @@ class TensorSpec:
     layout: Layout
     level: Level
     contiguous: bool = True  # the tile is one dense run of its buffer
-    aligned: bool = False  # starts on a 32-byte boundary (buffers we allocate do)
-    owned: bool = False  # a buffer the program allocated, not the caller's tensor
+    # A buffer the program allocated, not the caller's tensor: it is not copied again.
+    # Only an operand below L1 can be copied, so above it the flag is dropped: Specs that
+    # differ in it alone have one program, and share one memo entry.
+    owned: bool = False
     # Resident in a cache, but not yet fetched: its lines come from DRAM when the code
     # below first touches them, in the order it touches them (see ``cost.restreams``).
     from_dram: bool = False
@@ -47,13 +49,14 @@ class TensorSpec:
     _lines: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.owned and self.level >= Level.L1:
+            object.__setattr__(self, "owned", False)
         fields = (
             self.shape,
             self.dtype,
             self.layout,
             self.level,
             self.contiguous,
-            self.aligned,
             self.owned,
             self.from_dram,
         )
@@ -86,7 +89,7 @@ class TensorSpec:
     def tile(self, rows: int, cols: int, col_step: int) -> TensorSpec | None:
         """The spec of a rows x cols tile at a multiple of ``col_step`` columns, or None when
         the layout cannot express such a tile by a pointer offset."""
-        return _tile(self, rows, cols, col_step)
+        return tile_tensor(self, rows, cols, col_step)
 
     def _tile(self, rows: int, cols: int, col_step: int) -> TensorSpec | None:
         if (rows, cols) == self.shape:
@@ -100,7 +103,7 @@ class TensorSpec:
             self.contiguous and self.layout.contiguous_tile(shape, self.shape)
         )
         return TensorSpec(
-            shape, self.dtype, layout, self.level, contiguous, False, self.owned, self.from_dram
+            shape, self.dtype, layout, self.level, contiguous, self.owned, self.from_dram
         )
 
     def __str__(self) -> str:
@@ -111,7 +114,7 @@ class TensorSpec:
 
 
 # Tiles repeat across the search: one TensorSpec per distinct tile keeps hashing cheap.
-_tile = lru_cache(maxsize=1 << 16)(TensorSpec._tile)
+tile_tensor = lru_cache(maxsize=1 << 16)(TensorSpec._tile)
 
 
 @dataclass(frozen=True, slots=True)

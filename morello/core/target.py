@@ -13,7 +13,7 @@ vector registers; their capacity is counted in registers, the caches' in bytes.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Level(enum.IntEnum):
@@ -38,8 +38,7 @@ VECTOR_BYTES = 32  # one AVX2 register
 F32_LANES = VECTOR_BYTES // 4
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryLimits:
+class MemoryLimits(NamedTuple):  # a tuple: the search hashes millions, in C
     """What a Spec may still allocate: vector registers, and bytes of L1 and L2.
 
     Cache budgets are rounded down to powers of two so that Specs reached through

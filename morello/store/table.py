@@ -42,7 +42,7 @@ from morello.core.spec import Op, Spec, TensorSpec
 from morello.core.target import Level, MemoryLimits
 
 # Bump on any change to what a point, a key, a page or an action encoding means.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: operand keys lost the alignment flag, which no rewrite read
 
 LIMIT_COORDS = 3  # vrf, l1, l2
 
@@ -77,7 +77,7 @@ def locate(spec: Spec, threads: int) -> Point:
 
 @lru_cache(maxsize=1 << 14)
 def _operand_key(t: TensorSpec) -> str:
-    named = (("c", t.contiguous), ("a", t.aligned), ("o", t.owned), ("d", t.from_dram))
+    named = (("c", t.contiguous), ("o", t.owned), ("d", t.from_dram))
     flags = "".join(f for f, on in named if on)
     return f"{t.dtype.value} {t.layout} {t.level.name} {flags or '-'}"
 

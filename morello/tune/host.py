@@ -43,7 +43,7 @@ class HostProfile:
     @property
     def limits(self) -> MemoryLimits:
         """What a synthesized program may allocate on this host."""
-        return replace(AVX2_LIMITS, l2=self.l2_budget).quantized()
+        return AVX2_LIMITS._replace(l2=self.l2_budget).quantized()
 
     @property
     def model(self) -> CostModel:
