@@ -37,10 +37,7 @@ class TensorSpec:
     layout: Layout
     level: Level
     contiguous: bool = True  # the tile is one dense run of its buffer
-    # A buffer the program allocated, not the caller's tensor: it is not copied again.
-    # Only an operand below L1 can be copied, so above it the flag is dropped: Specs that
-    # differ in it alone have one program, and share one memo entry.
-    owned: bool = False
+    owned: bool = False  # a buffer the program allocated: it is not copied again
     # Resident in a cache, but not yet fetched: its lines come from DRAM when the code
     # below first touches them, in the order it touches them (see ``cost.restreams``).
     from_dram: bool = False
@@ -49,8 +46,14 @@ class TensorSpec:
     _lines: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.owned and self.level >= Level.L1:
+        if self.level >= Level.L1:
+            # Nothing below prices a fetch from L1 or registers, nor copies from there: for
+            # a tile that has no DRAM fetch still owed, whether it is one run or strided
+            # and who owns its buffer change no cost. Specs that differ in these alone have
+            # one program and share one memo entry.
             object.__setattr__(self, "owned", False)
+            if not self.from_dram:
+                object.__setattr__(self, "contiguous", True)
         fields = (
             self.shape,
             self.dtype,

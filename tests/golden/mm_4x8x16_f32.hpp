@@ -9,7 +9,7 @@
 //   43     ├─ to-accum  Matmul(4x8x16, A 4x8 f32 L1 row, B 8x16 f32 L1 row, C 4x16 f32 VRF row, serial)
 //    3     │  ├─ zero_vrf  Zero(4x16 f32 VRF row, serial)
 //   40     │  └─ split k=1  MatmulAccum(4x8x16, A 4x8 f32 L1 row, B 8x16 f32 L1 row, C 4x16 f32 VRF row, serial)
-//    4     │     └─ outer_fma  MatmulAccum(4x1x16, A 4x1 f32 L1 row strided, B 1x16 f32 L1 row, C 4x16 f32 VRF row, serial)
+//    4     │     └─ outer_fma  MatmulAccum(4x1x16, A 4x1 f32 L1 row, B 1x16 f32 L1 row, C 4x16 f32 VRF row, serial)
 //    8     └─ store_vrf  Move(4x16 f32 VRF row, 4x16 f32 L1 row, serial)
 
 #pragma once
