@@ -58,6 +58,7 @@ def programs() -> dict[str, Program]:
             case.layouts,
             threads=case.threads,
             accumulate=case.accumulate or case.bias,
+            b_stride=case.b_stride,
         )
         if case.forced:
             root = canonical(spec)
@@ -78,7 +79,11 @@ def compiled(programs: dict[str, Program]):
         (
             case.name,
             render_header(
-                programs[case.name], case.name, threads=case.threads, bias=case.bias_mode
+                programs[case.name],
+                case.name,
+                threads=case.threads,
+                bias=case.bias_mode,
+                b_stride=case.b_stride,
             ),
             case.dtypes[0],
             case.dtypes[1],

@@ -18,6 +18,15 @@ class Case:
     c_layout: str = "row"
     bias: bool = False  # + bias[N]: the program accumulates onto C after the bias is set
     forced: str = ""  # a root action the optimum would not take: see conftest.FORCED
+    b_pad: int = 0  # elements of padding after each row of B's storage (gemma pads weights)
+
+    @property
+    def b_stride(self) -> int | None:
+        """B's rows apart in its storage, when padded."""
+        if not self.b_pad:
+            return None
+        _, k, n = self.shape
+        return (k if self.b_layout == "col" else n) + self.b_pad
 
     @property
     def bias_mode(self) -> str | None:
@@ -30,6 +39,7 @@ class Case:
         acc = ("_acc" if self.accumulate else "") + ("_bias" if self.bias else "")
         rnd = "" if self.sample is None else f"_random{self.sample}"
         rnd += f"_{self.forced}" if self.forced else ""
+        rnd += f"_pad{self.b_pad}" if self.b_pad else ""
         ac = (
             ""
             if (self.a_layout, self.c_layout) == ("row", "row")
@@ -112,6 +122,21 @@ CASES: tuple[Case, ...] = (
     Case((2, 33, 4), ("f32", "bf16", "f32"), "col", forced="dotStreams2"),
     # bf16 A against bf16 B, both split on the fly, through unrolled steps, blocks and tails.
     Case((2, 88, 2), BF16, "col", forced="dot"),
+    # B with padded rows, as gemma.cpp pads the weights it reads into memory (each row to an
+    # odd number of cache lines): the decode kernels and their prefetches, blocks, copies.
+    Case((1, 2304, 512), BF16, "col", threads=2, b_pad=32),
+    Case((1, 1000, 300), ("f32", "bf16", "f32"), "col", b_pad=40),
+    Case((3, 100, 70), F32, "row", b_pad=5),
+    Case((6, 64, 40), BF16, "row", forced="packB", b_pad=8),
+    Case((6, 64, 40), F32, "col", forced="packB", b_pad=3),
+    Case((1, 40, 5), BF16, "col", forced="dotBlock", b_pad=8),
+    Case((1, 70, 9), ("f32", "bf16", "f32"), "col", forced="dotStreams3", b_pad=16),
+    *(
+        Case(shape, dt, lay, threads=t, sample=i, b_pad=pad)
+        for i, (shape, dt, lay, t, pad) in enumerate(
+            [((5, 300, 70), F32, "col", 2, 3), ((4, 1024, 48), BF16, "col", 1, 32)] * 3
+        )
+    ),
     # Random programs of the space: every rewrite must be correct, not only the chosen ones.
     *(
         Case(shape, dt, lay, accumulate=acc, threads=t, sample=i)

@@ -82,6 +82,11 @@ ERRORS = [
     pytest.param(synth("4x8x16", F32, "--threads", "x"), ["--threads", "'x'"], id="threads-x"),
     pytest.param(synth("4x8x16", F32, "--name", "1bad"), ["--name", "'1bad'"], id="name-1bad"),
     pytest.param(["synth", "matmul", "4x8x16"], ["--dtypes"], id="no-dtypes"),
+    pytest.param(
+        synth("1x64x16", BF16, "--layouts", "row,col,row", "--b-stride", "60"),
+        ["stride 60", "shorter", "64"],
+        id="b-stride-short",
+    ),
 ]
 
 

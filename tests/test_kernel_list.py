@@ -67,6 +67,8 @@ def kernel(**fields: object) -> dict:
         (kernel(bias="yes"), ["'bias'", "not a bool"]),
         (kernel(op="conv"), ["'op'", "'conv'"]),
         (kernel(tile=4), ["unknown field 'tile'"]),
+        (kernel(b_stride=2), ["kernel 'gemm'", "'b_stride'", "shorter"]),
+        (kernel(b_stride="wide"), ["'b_stride'", "not a int"]),
     ],
 )
 def test_errors_name_the_kernel_and_the_field(data: dict, words: list[str]) -> None:

@@ -51,9 +51,19 @@ def _memory(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x.T if layout == "col" else x)
 
 
+def _padded(x: np.ndarray, pad: int) -> np.ndarray:
+    """Rows followed by ``pad`` NaNs each: a kernel that reads the padding gets NaN out."""
+    if not pad:
+        return x
+    out = np.full((x.shape[0], x.shape[1] + pad), np.nan, dtype=x.dtype)
+    out[:, : x.shape[1]] = x
+    return out
+
+
 def _run(fn, case: Case, a, b, c0, bias) -> np.ndarray:
     c = _memory(c0, case.c_layout).copy()  # the kernel writes it; c0 stays the reference
-    fn(_raw(_memory(a, case.a_layout)), _raw(_memory(b, case.b_layout)), c, *_bias(bias))
+    b_memory = _padded(_memory(b, case.b_layout), case.b_pad)
+    fn(_raw(_memory(a, case.a_layout)), _raw(b_memory), c, *_bias(bias))
     return c.T if case.c_layout == "col" else c
 
 

@@ -200,12 +200,15 @@ def matmul_spec(
     threads: int = 1,
     limits: MemoryLimits = AVX2_LIMITS,
     b_from_dram: bool = False,
+    b_stride: int | None = None,
 ) -> Spec:
     """The Spec of the public contract: operands dense in the caller's memory, with what
     a program may allocate on the host (``morello.tune.host``). ``b_from_dram``: B is read
     from DRAM on every call whatever its size, as a model's weights are in a decode step
     (all layers' weights together are larger than any cache); otherwise operands that fit
-    a share of L3 are taken to stay there between calls."""
+    a share of L3 are taken to stay there between calls. ``b_stride``: elements from one
+    row of B's storage to the next (one weight row of K for ``col``), when its rows are
+    padded, as gemma.cpp pads weights it reads into memory."""
     for name, size in (("M", m), ("K", k), ("N", n)):
         if size <= 0:
             raise SpecError(f"dimension {name} must be positive, got {size}")
@@ -220,8 +223,18 @@ def matmul_spec(
         )
     shapes = ((m, k), (k, n), (m, n))
     pairs = zip(shapes, dtypes, layouts, strict=True)
-    tensors = tuple(TensorSpec(s, d, lay, Level.GL) for s, d, lay in pairs)
-    operands = _caller_levels(tensors, b_from_dram)
+    tensors = [TensorSpec(s, d, lay, Level.GL) for s, d, lay in pairs]
+    if b_stride is not None:
+        b = tensors[1]
+        dense = b.layout.dense_ld(b.shape)
+        if b_stride < dense:
+            raise SpecError(
+                f"B's stride {b_stride} is shorter than its rows ({dense} elements for a "
+                f"{k}x{n} B {b.layout}): the stride counts elements from one row to the next"
+            )
+        padded = b_stride != dense and not b.layout.one_run(b.shape)
+        tensors[1] = replace(b, contiguous=not padded)
+    operands = _caller_levels(tuple(tensors), b_from_dram)
     op = Op.MATMUL_ACCUM if accumulate else Op.MATMUL
     return Spec(op, operands, limits, serial=threads == 1)
 
@@ -250,6 +263,7 @@ def matmul_problem(
     accumulate: bool = False,
     limits: MemoryLimits = AVX2_LIMITS,
     b_from_dram: bool = False,
+    b_stride: int | None = None,
 ) -> Spec:
     """The Spec of ``morello synth matmul SHAPE --dtypes ... --layouts ...``."""
     m, k, n = parse_shape(shape)
@@ -269,6 +283,7 @@ def matmul_problem(
         threads=threads,
         limits=limits,
         b_from_dram=b_from_dram,
+        b_stride=b_stride,
     )
 
 

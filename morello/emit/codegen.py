@@ -400,11 +400,18 @@ def _dot(kernel: Kernel, spec: Spec, views: tuple[View, ...], prefetch_bytes: in
     return _macros().dot(unroll=kernel.unroll, outputs=outputs, b_ahead=b_ahead, **common)
 
 
-def render_body(program: Program, threads: int, prefetch_bytes: int = DOT_PREFETCH_BYTES) -> str:
+def render_body(
+    program: Program,
+    threads: int,
+    prefetch_bytes: int = DOT_PREFETCH_BYTES,
+    b_stride: int | None = None,
+) -> str:
     spec = program.spec
+    lds = [t.layout.dense_ld(t.shape) for t in spec.operands]
+    lds[1] = b_stride or lds[1]
     views = tuple(
-        MemView(name, "0", t.layout, t.layout.dense_ld(t.shape), t.dtype)
-        for name, t in zip("abc", spec.operands, strict=True)
+        MemView(name, "0", t.layout, ld, t.dtype)
+        for name, t, ld in zip("abc", spec.operands, lds, strict=True)
     )
     emitter = _Emitter(threads, prefetch_bytes)
     return "\n".join(_indent(emitter.region(lambda: emitter.emit(program, views))))
@@ -449,14 +456,19 @@ def render_header(
     threads: int = 1,
     bias: str | None = None,
     prefetch_bytes: int = DOT_PREFETCH_BYTES,
+    b_stride: int | None = None,
 ) -> str:
     """``bias``: None, "store" (C = A·B + bias) or "add" (C += A·B + bias); either needs a
-    program that accumulates onto C."""
+    program that accumulates onto C. ``b_stride``: the elements from one row of B's
+    storage to the next, when they are padded (default: its dense leading dimension)."""
     check_name(name)
     spec = program.spec
     if bias is not None and (bias not in ("store", "add") or spec.op != Op.MATMUL_ACCUM):
         raise ValueError(f"bias {bias!r} needs an accumulating program and 'store' or 'add'")
     a, b, _ = spec.operands
+    dense_b = b.layout.dense_ld(b.shape)
+    if b_stride is not None and b_stride < dense_b:
+        raise ValueError(f"B's stride {b_stride} is shorter than its rows ({dense_b})")
     return (
         _env()
         .get_template("header.hpp.j2")
@@ -479,7 +491,8 @@ def render_header(
             layouts=[str(t.layout) for t in spec.operands],
             accumulate=spec.op == Op.MATMUL_ACCUM and bias != "store",
             prologue=_bias_prologue(spec, bias) if bias else "",
-            body=render_body(program, threads, prefetch_bytes),
+            b_ld=b_stride or dense_b,
+            body=render_body(program, threads, prefetch_bytes, b_stride),
             prefetch_bytes=prefetch_bytes if _uses(program, *_PREFETCHING) else None,
         )
     )

@@ -27,9 +27,16 @@ class Synthesized:
     threads: int
     prefetch_bytes: int = DOT_PREFETCH_BYTES  # how far ahead the dot kernel prefetches B
 
-    def to_header(self, name: str, *, bias: str | None = None) -> str:
+    def to_header(self, name: str, *, bias: str | None = None, b_stride: int | None = None) -> str:
+        """``b_stride``: B's rows are this many elements apart (padded), as the Spec's
+        ``b_stride`` said; by default dense."""
         return render_header(
-            self.program, name, threads=self.threads, bias=bias, prefetch_bytes=self.prefetch_bytes
+            self.program,
+            name,
+            threads=self.threads,
+            bias=bias,
+            prefetch_bytes=self.prefetch_bytes,
+            b_stride=b_stride,
         )
 
 

@@ -65,6 +65,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="B comes from DRAM on every call, however small (a model's weights in decode); "
         "by default operands that fit a share of L3 are taken to stay there",
     )
+    mm.add_argument(
+        "--b-stride",
+        type=int,
+        metavar="ELEMENTS",
+        help="B's rows are padded: elements from one row of its storage to the next (one "
+        "weight row of K for a col B); default dense",
+    )
     mm.add_argument("--name", default="matmul", help="C++ function name (default: matmul)")
     mm.add_argument("-o", "--output", type=Path, help="header file to write (default: stdout)")
     mm.add_argument("--color", choices=("auto", "always", "never"), default="auto")
@@ -256,6 +263,7 @@ def _synth(args: argparse.Namespace) -> int:
         accumulate=args.accumulate,
         limits=profile.limits,
         b_from_dram=args.weights_from_dram,
+        b_stride=args.b_stride,
     )
     check_name(args.name, "--name")
     _warn_threads(args.threads, "--threads")
@@ -282,7 +290,7 @@ def _synth(args: argparse.Namespace) -> int:
             result = replace(result, program=ranking[0].candidate.program)
     finally:
         memo.close()
-    header = result.to_header(args.name)
+    header = result.to_header(args.name, b_stride=args.b_stride)
     print(result.program.render_tree(color=color), file=report)
     print(
         f"\npredicted cost {result.program.cost:,.0f}; {result.stats.specs_solved:,} Specs "

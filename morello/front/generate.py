@@ -103,7 +103,9 @@ def generate(
         )
         if progress is not None:
             progress.close()
-        texts[f"{request.name}.hpp"] = result.to_header(request.name, bias=request.bias_mode)
+        texts[f"{request.name}.hpp"] = result.to_header(
+            request.name, bias=request.bias_mode, b_stride=request.b_stride
+        )
     texts[umbrella] = umbrella_text(requests, umbrella)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@
     accumulate = false             # optional: C += A·B instead of C = A·B
     bias = false                   # optional: + bias[N] (f32), broadcast over the rows
     weights_from_dram = false      # optional: B comes from DRAM on every call (decode)
+    b_stride = 2080                # optional: B's rows are padded to this many elements
 
 Every error names the file, the kernel and the field.
 """
@@ -39,6 +40,7 @@ FIELDS = (
     "accumulate",
     "bias",
     "weights_from_dram",
+    "b_stride",
 )
 OPS = ("matmul",)
 
@@ -53,6 +55,7 @@ class KernelRequest:
     accumulate: bool = False
     bias: bool = False
     weights_from_dram: bool = False
+    b_stride: int | None = None
 
     def spec(self, limits: MemoryLimits = AVX2_LIMITS) -> Spec:
         """With a bias, the program accumulates onto C after the bias is written there."""
@@ -64,6 +67,7 @@ class KernelRequest:
             accumulate=self.accumulate or self.bias,
             limits=limits,
             b_from_dram=self.weights_from_dram,
+            b_stride=self.b_stride,
         )
 
     @property
@@ -137,6 +141,7 @@ def _request(entry: Any, where: str) -> KernelRequest:
         _typed(entry.get("accumulate", False), bool, where, "accumulate"),
         _typed(entry.get("bias", False), bool, where, "bias"),
         _typed(entry.get("weights_from_dram", False), bool, where, "weights_from_dram"),
+        _typed(entry.get("b_stride"), int, where, "b_stride") if "b_stride" in entry else None,
     )
     try:
         request.spec()
@@ -148,7 +153,12 @@ def _request(entry: Any, where: str) -> KernelRequest:
 
 def _field_of(message: str) -> str:
     """Which field a Spec error is about (the messages name the offending value)."""
-    pairs = (("threads", "threads"), ("dtype", "dtypes"), ("layout", "layouts"))
+    pairs = (
+        ("threads", "threads"),
+        ("stride", "b_stride"),
+        ("dtype", "dtypes"),
+        ("layout", "layouts"),
+    )
     for word, field in pairs:
         if word in message:
             return field
