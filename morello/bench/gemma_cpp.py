@@ -17,6 +17,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from morello.bench import gemma_head
 from morello.bench.report import threads_label
 from morello.errors import BuildError, SpecError
 from morello.tune.harness import log
@@ -58,9 +59,10 @@ def _layout(workdir: Path) -> None:
     if missing:
         raise SpecError(
             f"--gemma-cpp {workdir}: not a prepared gemma.cpp checkout ({missing[0]} is "
-            "missing); it needs gemma.cpp at 6eeef2e in WORKDIR/gemma.cpp with the two edits "
-            "of integrations/gemma_cpp/README.md, Highway in WORKDIR/deps/highway, and a "
-            "Ninja build configured in WORKDIR/build"
+            "missing); it needs today's gemma.cpp in WORKDIR/src/gemma.cpp as "
+            "../shared/gemma/head/checkout.sh prepares it, or gemma.cpp at 6eeef2e in "
+            "WORKDIR/gemma.cpp with the edits of integrations/gemma_cpp/README.md, Highway in "
+            "WORKDIR/deps/highway, and a Ninja build configured in WORKDIR/build"
         )
     if not DRIVER.exists():
         raise SpecError(f"--gemma-cpp needs a source checkout of morello: {DRIVER} is missing")
@@ -162,6 +164,9 @@ def check_bars(rows: list[Row]) -> list[str]:
 
 
 def run(workdir: Path, out: Path, threads: tuple[int, ...] = (1, 2), quick: bool = False) -> int:
+    """Today's gemma.cpp (WORKDIR/src/gemma.cpp) or 6eeef2e (WORKDIR/gemma.cpp)."""
+    if gemma_head.is_head_checkout(workdir):
+        return gemma_head.run(workdir, out, threads, quick)
     binary = build(workdir)
     reps = "11" if quick else "31"
     rows: list[Row] = []

@@ -138,9 +138,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--gemma-cpp",
         type=Path,
         metavar="WORKDIR",
-        help="instead, gemma.cpp's own MatVec against the same calls through our kernels, "
-        "in a gemma.cpp checkout at 6eeef2e prepared in WORKDIR "
-        "(integrations/gemma_cpp/README.md)",
+        help="instead, gemma.cpp's own decode MatMul (today's, 3ed403e: WORKDIR/src/gemma.cpp) "
+        "or MatVec (6eeef2e: WORKDIR/gemma.cpp) against the same calls through our kernels, "
+        "in one process (integrations/gemma_cpp/README.md)",
     )
     bench.add_argument(
         "--synthesis",
