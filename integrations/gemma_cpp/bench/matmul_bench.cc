@@ -124,9 +124,11 @@ void BenchShape(const Shape& s, ThreadingContext& ctx, const char* target) {
     a64[k] = Get(A.Row(0)[k]);
   }
   const size_t bytes = N * K * sizeof(BF16);
-  const int copies = static_cast<int>(std::max<size_t>(2, morello_bench::kRotationBytes / bytes));
+  // Enough copies that a pass over them all is far larger than any cache: as in a decode
+  // step, where every layer's weights come by, each call reads its weights from DRAM.
+  const size_t copies = std::max<size_t>(2, hwy::DivCeil(morello_bench::kRotationBytes, bytes));
   std::vector<MatStorageT<BF16>> B;
-  for (int c = 0; c < std::min(copies, 8); ++c) {
+  for (size_t c = 0; c < copies; ++c) {
     B.emplace_back("B", Extents2D(N, K), ctx.allocator, MatPadding::kOdd);
   }
   std::vector<double> ref(N), magnitude(N);
