@@ -47,6 +47,9 @@ MODEL_VERSION = 5  # 5: a run shorter than the measured ones pays its stream sta
 LOOP_ITERATION_CYCLES = 1.0  # increment, compare, branch; usually hidden, never free
 PARALLEL_DISPATCH_CYCLES = 4000.0  # waking pool threads and joining them (~1-2 µs)
 PARALLEL_TASK_CYCLES = 100.0  # handing one task to a thread
+# No program with a parallel loop costs less: the loop's dispatch and its tasks (at least
+# two), and every cost composing a program is at least its parts' (loops, sums, maxima).
+PARALLEL_FLOOR = PARALLEL_DISPATCH_CYCLES + 2 * PARALLEL_TASK_CYCLES
 
 
 @dataclass(frozen=True, slots=True)

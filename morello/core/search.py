@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from morello.core.cost import DEFAULT_MODEL, CostModel
+from morello.core.cost import DEFAULT_MODEL, PARALLEL_FLOOR, CostModel
 from morello.core.memo import InMemoryMemo, Memo, Solution
 from morello.core.program import Program
 from morello.core.rewrites import Action, Refused, actions, canonical, expand
@@ -59,9 +59,18 @@ class Search:
         if hit is not None:
             return hit
         best = NO_PROGRAM
-        for cost, action, _ in self.options(spec):
-            if cost < best.cost:
-                best = Solution(action, cost)
+        if not spec.serial:
+            # A Spec that may still run in parallel: if its best serial program costs no
+            # more than any program with a parallel loop can, that program is optimal, and
+            # so, recursively, for its sub-Specs (each costs no more than it). Most small
+            # tiles below the parallel loops end here instead of in a search of their own.
+            serial = self.solve(Spec(spec.op, spec.operands, spec.limits, True))
+            if serial.cost <= PARALLEL_FLOOR:
+                best = serial
+        if best is NO_PROGRAM:
+            for cost, action, _ in self.options(spec):
+                if cost < best.cost:
+                    best = Solution(action, cost)
         self.memo.put(spec, self.threads, best)
         self.solved += 1
         if self._progress is not None and self.solved % 1000 == 0:
