@@ -67,6 +67,12 @@ class Search:
             serial = self.solve(Spec(spec.op, spec.operands, spec.limits, True))
             if serial.cost <= PARALLEL_FLOOR:
                 best = serial
+                # Its sub-Specs as this Spec has them (not serial), solved the same way, so
+                # that the memo holds the program it names, as for any other solution.
+                children = expand(spec, serial.action)
+                assert not isinstance(children, Refused), children
+                for child in children:
+                    self.solve(child)
         if best is NO_PROGRAM:
             for cost, action, _ in self.options(spec):
                 if cost < best.cost:

@@ -354,6 +354,7 @@ struct mm_4x8x16_f32_kernel {
   static constexpr bool accumulate = false;  // C += ..., else C = ...
   static constexpr bool bias = false;  // a bias argument before c
   static constexpr int threads = 1;
+  static constexpr int64_t b_ld = 16;  // elements from one row of B's storage to the next
   using a_type = float;
   using b_type = float;
   template <class... Args>

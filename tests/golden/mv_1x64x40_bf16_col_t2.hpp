@@ -381,6 +381,7 @@ struct mv_1x64x40_bf16_col_t2_kernel {
   static constexpr bool accumulate = false;  // C += ..., else C = ...
   static constexpr bool bias = false;  // a bias argument before c
   static constexpr int threads = 2;
+  static constexpr int64_t b_ld = 64;  // elements from one row of B's storage to the next
   using a_type = uint16_t;
   using b_type = uint16_t;
   template <class... Args>
