@@ -164,6 +164,21 @@ def test_one_row_f32_activation_runs_the_kernel_with_the_pools_threads(standin) 
         _check(got, a, w)
 
 
+def test_the_first_calls_time_each_kernel_then_the_fastest_runs(standin) -> None:
+    rng = np.random.default_rng(5)
+    w, storage = _weights(rng, 384, 256, 256)
+    a = rng.standard_normal((1, 256)).astype(np.float32)
+    workers = (1, 3)  # a pool no other test uses: its shape is tuned afresh
+    fors = standin.parallel_fors()
+    for _ in range(6):  # 3 trials each of the 2-thread and the 1-thread kernel
+        _check(_call(standin, a, storage, 256, 384, workers=workers), a, w)
+    assert standin.parallel_fors() - fors == 3
+    fors = standin.parallel_fors()
+    for _ in range(4):  # then one of them, every time
+        _check(_call(standin, a, storage, 256, 384, workers=workers), a, w)
+    assert standin.parallel_fors() - fors in (0, 4)
+
+
 def test_padded_weights_scale_bias_and_bf16_output(standin) -> None:
     rng = np.random.default_rng(2)
     w, storage = _weights(rng, 256, 320, 352)

@@ -1,7 +1,13 @@
 // The generated kernels behind morello_gemma_dispatch.h. Built with -mavx2 -mfma; gemma
 // calls in only from its AVX2-or-better code paths.
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "morello_gemma_dispatch.h"
@@ -58,17 +64,60 @@ bool HasMatVecIn(morello::KernelList<Kernels...>, std::size_t outer, std::size_t
   return ((IsRowKernel<Kernels>(inner, outer, inner, vec_type) && Kernels::bias == add) || ...);
 }
 
-// The most threads among the list's kernels for these that a pool of `workers` can run.
+// The thread counts of the list's kernels for these that a pool of `workers` can run.
 template <class... Kernels>
-int BestThreads(morello::KernelList<Kernels...>, std::size_t k, std::size_t n,
-                std::size_t w_stride, VecType a_type, std::size_t workers) {
-  int best = 0;
+std::vector<int> ThreadCounts(morello::KernelList<Kernels...>, std::size_t k, std::size_t n,
+                              std::size_t w_stride, VecType a_type, std::size_t workers) {
+  std::vector<int> counts;
   ((IsRowKernel<Kernels>(k, n, w_stride, a_type) && !Kernels::bias &&
-            static_cast<std::size_t>(Kernels::threads) <= workers && Kernels::threads > best
-        ? (best = Kernels::threads)
+            static_cast<std::size_t>(Kernels::threads) <= workers
+        ? (counts.push_back(Kernels::threads), 0)
         : 0),
    ...);
-  return best;
+  std::sort(counts.rbegin(), counts.rend());  // most threads first
+  counts.erase(std::unique(counts.begin(), counts.end()), counts.end());
+  return counts;
+}
+
+// Which of a shape's kernels runs, when the pool could run several (1 and 2 threads): the
+// cost model prices a parallel loop's dispatch as a spinning pool's, and a caller's pool
+// may wake slower. Like gemma's own MatMul autotuning, the first calls of each shape time
+// every candidate kTrials times; the fastest (by its best time) runs from then on.
+class Tuner {
+ public:
+  static constexpr int kTrials = 3;
+
+  // The candidate to run next for `key`, and whether this call is a timed trial.
+  std::pair<int, bool> Next(const std::vector<std::size_t>& key, std::size_t candidates) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = entries_[key];
+    if (e.best.empty()) e.best.assign(candidates, 1e30);
+    if (e.chosen >= 0) return {e.chosen, false};
+    return {e.calls % static_cast<int>(candidates), true};
+  }
+
+  void Record(const std::vector<std::size_t>& key, int candidate, double seconds) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& e = entries_[key];
+    e.best[candidate] = std::min(e.best[candidate], seconds);
+    if (++e.calls == kTrials * static_cast<int>(e.best.size())) {
+      e.chosen = static_cast<int>(std::min_element(e.best.begin(), e.best.end()) - e.best.begin());
+    }
+  }
+
+ private:
+  struct Entry {
+    std::vector<double> best;  // each candidate's fastest trial
+    int calls = 0;
+    int chosen = -1;
+  };
+  std::mutex mu_;
+  std::map<std::vector<std::size_t>, Entry> entries_;
+};
+
+Tuner& TheTuner() {
+  static Tuner tuner;
+  return tuner;
 }
 
 template <class... Kernels>
@@ -106,14 +155,23 @@ bool HasMatVec(std::size_t outer, std::size_t inner, VecType vec_type, bool add)
 
 int MatMulRowThreads(std::size_t k, std::size_t n, std::size_t w_stride, VecType a_type,
                      std::size_t workers) {
-  return BestThreads(morello::morello_gemma_kernels{}, k, n, w_stride, a_type, workers);
+  const std::vector<int> counts =
+      ThreadCounts(morello::morello_gemma_kernels{}, k, n, w_stride, a_type, workers);
+  return counts.empty() ? 0 : counts.front();
 }
 
 bool MatMulRow(std::size_t k, std::size_t n, std::size_t w_stride, VecType a_type,
                const void* a, const uint16_t* w, float scale, const float* add,
                VecType c_type, void* c, std::size_t workers, const Pool& pool) {
-  const int threads = MatMulRowThreads(k, n, w_stride, a_type, workers);
-  if (threads == 0) return false;
+  const std::vector<int> counts =
+      ThreadCounts(morello::morello_gemma_kernels{}, k, n, w_stride, a_type, workers);
+  if (counts.empty()) return false;
+  int candidate = 0;
+  bool trial = false;
+  const std::vector<std::size_t> key{k, n, w_stride, static_cast<std::size_t>(a_type), workers};
+  if (counts.size() > 1) std::tie(candidate, trial) = TheTuner().Next(key, counts.size());
+  const int threads = counts[candidate];
+  const auto start = std::chrono::steady_clock::now();
   // A bf16 C (the gated FFW input) is computed in f32 beside it, then rounded once.
   thread_local std::vector<float> scratch;
   float* out = static_cast<float*>(c);
@@ -131,6 +189,10 @@ bool MatMulRow(std::size_t k, std::size_t n, std::size_t w_stride, VecType a_typ
   if (c_type == VecType::kBF16) {
     auto* c16 = static_cast<uint16_t*>(c);
     for (std::size_t j = 0; j < n; ++j) c16[j] = RoundToBF16(out[j]);
+  }
+  if (trial) {
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    TheTuner().Record(key, candidate, took.count());
   }
   return true;
 }

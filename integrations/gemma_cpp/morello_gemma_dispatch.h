@@ -30,14 +30,15 @@ bool HasMatVec(std::size_t outer, std::size_t inner, VecType vec_type, bool add)
 // Today's gemma.cpp MatMul with one row of A:
 //   c[j] = scale * sum_k a[k] * w[j * w_stride + k] (+ add[j]),  j < n,
 // w being n bf16 rows of k, w_stride elements apart (gemma pads rows it reads into memory).
-// Runs the list's kernel for (k, n, w_stride, a_type) with the most threads that is no more
-// than `workers`, writing c as f32 or rounded to bf16; returns false (touching nothing) if
-// the list has no such kernel.
+// Runs the list's kernel for (k, n, w_stride, a_type) with no more threads than `workers`,
+// writing c as f32 or rounded to bf16; returns false (touching nothing) if the list has no
+// such kernel. Where several qualify (1 and 2 threads), the first calls of a shape time
+// each a few times and the fastest runs from then on.
 bool MatMulRow(std::size_t k, std::size_t n, std::size_t w_stride, VecType a_type,
                const void* a, const uint16_t* w, float scale, const float* add,
                VecType c_type, void* c, std::size_t workers, const Pool& pool);
 
-// Whether MatMulRow has a kernel for these, and with how many threads (0: none).
+// The most threads among MatMulRow's kernels for these (0: it has none).
 int MatMulRowThreads(std::size_t k, std::size_t n, std::size_t w_stride, VecType a_type,
                      std::size_t workers);
 
