@@ -57,7 +57,7 @@ class Row:
     isa: str  # the Highway target gemma's code ran as
     threads: int
     routed: bool  # the kernel list had the shape: our kernel ran
-    kernel_threads: int
+    kernel_threads: int  # the most threads among its listed kernels (the tuner may run fewer)
     gemma_ms: float
     ours_ms: float
     ratio: float  # gemma's median over ours
