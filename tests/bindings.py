@@ -91,7 +91,7 @@ def build(kernels: Sequence[tuple[str, str, str, str, int, bool]], cache: Path):
     for stale in src.glob("*.hpp"):
         if stale.stem not in names:
             stale.unlink()
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = _environment()
     if not (build_dir / "CMakeCache.txt").exists():
         _run(
             [
@@ -105,14 +105,45 @@ def build(kernels: Sequence[tuple[str, str, str, str, int, bool]], cache: Path):
                 "-DCMAKE_BUILD_TYPE=Release",
                 "-DMORELLO_BUILD_TEST_BINDINGS=ON",
                 f"-DMORELLO_TEST_KERNEL_DIR={src}",
-                f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
-                f"-DPython_EXECUTABLE={sys.executable}",
+                *_python_defines(),
             ],
             env,
         )
     _run(["cmake", "--build", str(build_dir), "--parallel"], env)
     sys.path.insert(0, str(build_dir))
     return importlib.import_module("morello_test_kernels")
+
+
+def build_extension(
+    source: Path, build_dir: Path, module: str, defines: dict[str, str], env: dict[str, str]
+):
+    """The pybind11 extension ``module`` of the CMake project in ``source``, configured every
+    time (cheap on a kept build) so that ``defines`` always hold, built, and imported."""
+    env = dict(
+        os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env
+    )
+    configure = ["cmake", "-S", str(source), "-B", str(build_dir), "-G", "Ninja"]
+    configure += ["-DCMAKE_BUILD_TYPE=Release", *(f"-D{k}={v}" for k, v in defines.items())]
+    configure += [
+        f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+        f"-DPython_EXECUTABLE={sys.executable}",
+    ]
+    _run(configure, env)
+    _run(["cmake", "--build", str(build_dir), "--parallel"], env)
+    sys.path.insert(0, str(build_dir))
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(str(build_dir))
+
+
+def _environment() -> dict[str, str]:
+    """This environment, with this Python's scripts (morello, for CMake) first on the PATH."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def _python_defines() -> list[str]:
+    return [f"-Dpybind11_DIR={pybind11.get_cmake_dir()}", f"-DPython_EXECUTABLE={sys.executable}"]
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> None:

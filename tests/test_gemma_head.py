@@ -6,22 +6,19 @@ anything else runs gemma's own template. Results agree with numpy within derived
 
 from __future__ import annotations
 
-import importlib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import ml_dtypes
 import numpy as np
-import pybind11
 import pytest
 import tomllib
 
 import morello
 from morello.front import kernel_list
 from morello.store.db import db_file_name
+
+from .bindings import build_extension
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = ROOT / "tests" / "gemma_standin_head"
@@ -43,36 +40,19 @@ def standin():
         text = ops_inl.read_text()
         last = text.rindex("#endif")
         ops_inl.write_text(text[:last] + '#include "morello_gemma_matmul.h"\n\n' + text[last:])
-    build = CACHE / "build"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env["MORELLO_HOST"] = str(CACHE / "no-host-profile.json")
-    configure = [
-        "cmake",
-        "-S",
-        str(STANDIN),
-        "-B",
-        str(build),
-        "-G",
-        "Ninja",
-        "-DCMAKE_BUILD_TYPE=Release",
-        f"-DMORELLO_INTEGRATION_DIR={INTEGRATION}",
-        f"-DMORELLO_STANDIN_SRC={src}",
-        f"-DMORELLO_GEMMA_DB={CACHE / db_file_name()}",
-        f"-DMorello_DIR={morello.cmake_dir()}",
-        f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
-        f"-DPython_EXECUTABLE={sys.executable}",
-    ]
-    done = subprocess.run(configure, capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    done = subprocess.run(
-        ["cmake", "--build", str(build), "--parallel"], capture_output=True, text=True, env=env
+    # The default rates, whatever this machine's profile says: the memo file is named for them.
+    return build_extension(
+        STANDIN,
+        CACHE / "build",
+        "gemma_standin_head",
+        {
+            "MORELLO_INTEGRATION_DIR": str(INTEGRATION),
+            "MORELLO_STANDIN_SRC": str(src),
+            "MORELLO_GEMMA_DB": str(CACHE / db_file_name()),
+            "Morello_DIR": str(morello.cmake_dir()),
+        },
+        {"MORELLO_HOST": str(CACHE / "no-host-profile.json")},
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    sys.path.insert(0, str(build))
-    try:
-        return importlib.import_module("gemma_standin_head")
-    finally:
-        sys.path.remove(str(build))
 
 
 def test_the_patch_is_one_include_at_the_end_of_ops_inl(standin) -> None:

@@ -5,20 +5,17 @@ gemma's own code."""
 
 from __future__ import annotations
 
-import importlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import ml_dtypes
 import numpy as np
-import pybind11
 import pytest
 
 import morello
 from morello.front import kernel_list
 from morello.store.db import db_file_name
+
+from .bindings import build_extension
 
 ROOT = Path(__file__).resolve().parent.parent
 INTEGRATION = ROOT / "integrations" / "gemma_cpp"
@@ -28,39 +25,20 @@ U_F32 = 2.0**-24
 
 @pytest.fixture(scope="module")
 def standin():
-    build = CACHE / "build"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     # The default rates, whatever this machine's profile says: the memo file below is named
-    # for them (a module fixture cannot use the per-test profile of conftest.py).
-    env["MORELLO_HOST"] = str(CACHE / "no-host-profile.json")
-    # Configured every time (cheap on a kept build) so the settings below always hold.
-    configure = [
-        "cmake",
-        "-S",
-        str(ROOT / "tests" / "gemma_standin"),
-        "-B",
-        str(build),
-        "-G",
-        "Ninja",
-        "-DCMAKE_BUILD_TYPE=Release",
-        f"-DMORELLO_INTEGRATION_DIR={INTEGRATION}",
-        # Named by the model, so a build kept from an older model never meets its file.
-        f"-DMORELLO_GEMMA_DB={CACHE / db_file_name()}",
-        f"-DMorello_DIR={morello.cmake_dir()}",
-        f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
-        f"-DPython_EXECUTABLE={sys.executable}",
-    ]
-    done = subprocess.run(configure, capture_output=True, text=True, env=env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    done = subprocess.run(
-        ["cmake", "--build", str(build), "--parallel"], capture_output=True, text=True, env=env
+    # for them (a module fixture cannot use the per-test profile of conftest.py), and named
+    # by the model, so a build kept from an older model never meets its file.
+    return build_extension(
+        ROOT / "tests" / "gemma_standin",
+        CACHE / "build",
+        "gemma_standin",
+        {
+            "MORELLO_INTEGRATION_DIR": str(INTEGRATION),
+            "MORELLO_GEMMA_DB": str(CACHE / db_file_name()),
+            "Morello_DIR": str(morello.cmake_dir()),
+        },
+        {"MORELLO_HOST": str(CACHE / "no-host-profile.json")},
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    sys.path.insert(0, str(build))
-    try:
-        return importlib.import_module("gemma_standin")
-    finally:
-        sys.path.remove(str(build))
 
 
 def bf16(rng: np.random.Generator, *shape: int) -> np.ndarray:

@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from morello.bench import gemma_head
+from morello.bench.gemma_checkout import BAR, INTEGRATION, TARGETS, run_step
 from morello.bench.report import threads_label
 from morello.errors import BuildError, SpecError
 from morello.tune.harness import log
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-INTEGRATION = REPOSITORY / "integrations" / "gemma_cpp"
 DRIVER = INTEGRATION / "bench" / "matvec_bench.cc"
-TARGETS = ("best", "avx2")  # Highway's choice for the host, and AVX2 only
-BAR = 1.05  # ours must be this much faster than gemma's own MatVec, on every shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +64,14 @@ def _layout(workdir: Path) -> None:
         raise SpecError(f"--gemma-cpp needs a source checkout of morello: {DRIVER} is missing")
 
 
-def _run(command: list[str], what: str) -> str:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).splitlines()[-20:])
-        raise BuildError(f"{what} failed ({' '.join(command[:3])} ...):\n{tail}")
-    return done.stdout
-
-
 def build(workdir: Path) -> Path:
     """Builds Highway and the integration's kernels in the checkout's build, then the
     driver against them; returns the driver."""
     _layout(workdir)
     build_dir = workdir / "build"
     log("gemma.cpp: building Highway and the integration's kernels")
-    _run(["ninja", "-C", str(build_dir), "hwy", "morello_gemma"], "building gemma.cpp's targets")
+    targets = ["ninja", "-C", str(build_dir), "hwy", "morello_gemma"]
+    run_step(targets, "building gemma.cpp's targets")
     libraries = []
     for name in ("libmorello_gemma.a", "libhwy.a"):
         found = sorted(build_dir.rglob(name))
@@ -92,7 +81,7 @@ def build(workdir: Path) -> Path:
     binary = build_dir / "morello_matvec_bench"
     log("gemma.cpp: compiling the driver for every Highway target (a minute or two)")
     compiler = shutil.which("g++") or "g++"
-    _run(
+    run_step(
         [
             compiler,
             "-O3",
@@ -173,7 +162,7 @@ def run(workdir: Path, out: Path, threads: tuple[int, ...] = (1, 2), quick: bool
     for target in TARGETS:
         for t in threads:
             log(f"gemma.cpp: timing every shape, {target} target, {threads_label(t)}")
-            rows += parse(_run([str(binary), target, str(t), reps], "the gemma.cpp driver"))
+            rows += parse(run_step([str(binary), target, str(t), reps], "the gemma.cpp driver"))
     print(
         "gemma.cpp 6eeef2e: its own MatVec against the same calls through our kernels, "
         "one process, interleaved, weights from DRAM; medians"

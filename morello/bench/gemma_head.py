@@ -16,21 +16,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 
+from morello.bench.gemma_checkout import BAR, INTEGRATION, TARGETS, run_step
 from morello.bench.report import threads_label
 from morello.errors import BuildError, SpecError
 from morello.tune.harness import log
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-INTEGRATION = REPOSITORY / "integrations" / "gemma_cpp"
 DRIVER = INTEGRATION / "bench" / "matmul_bench.cc"
-TARGETS = ("best", "avx2")  # Highway's choice for the host, and AVX2 only
-BAR = 1.05  # ours must be this much faster than gemma's CallMatMul, on every routed shape
 MODELS = ("Gemma2_2B", "Gemma2_9B", "Gemma3_1B", "Gemma3_4B")
 # gemma's activations at each site: A and C types (kernel_list_from_configs.py's table).
 C_TYPES = {
@@ -100,14 +96,6 @@ def _layout(workdir: Path) -> None:
         raise SpecError(f"--gemma-cpp needs a source checkout of morello: {DRIVER} is missing")
 
 
-def _run(command: list[str], what: str) -> str:
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).splitlines()[-20:])
-        raise BuildError(f"{what} failed ({' '.join(command[:3])} ...):\n{tail}")
-    return done.stdout
-
-
 def shapes(workdir: Path) -> list[tuple[str, str, int, int, str, str]]:
     """(model, site, K, N, A, C) of every decode projection of MODELS, in gemma's order."""
     configs = _configs_module()
@@ -133,7 +121,7 @@ def build(workdir: Path, threads: tuple[int, ...]) -> Path:
     listing = out / "kernels.toml"
     listing.write_text(configs.kernel_list(models, list(threads), padded_only=True))
     log("gemma.cpp: synthesizing the kernels (once; later runs read the memo table)")
-    _run(
+    run_step(
         [
             sys.executable,
             "-m",
@@ -151,7 +139,7 @@ def build(workdir: Path, threads: tuple[int, ...]) -> Path:
     compiler = shutil.which("g++") or "g++"
     log("gemma.cpp: compiling the adapter and the driver (every Highway target)")
     adapter = out / "morello_gemma.o"
-    _run(
+    run_step(
         [
             compiler,
             "-O3",
@@ -169,7 +157,7 @@ def build(workdir: Path, threads: tuple[int, ...]) -> Path:
     )
     src, objects = workdir / "src", workdir / "build" / "CMakeFiles" / "libgemma.dir"
     driver = out / "matmul_bench.o"
-    _run(
+    run_step(
         [
             compiler,
             "-O3",
@@ -204,7 +192,7 @@ def build(workdir: Path, threads: tuple[int, ...]) -> Path:
             raise BuildError(f"{name} not found under {workdir / 'build'}")
         libraries.append(str(found[0]))
     binary = out / "matmul_bench"
-    _run(
+    run_step(
         [
             compiler,
             "-O3",
@@ -314,7 +302,8 @@ def run(workdir: Path, out: Path, threads: tuple[int, ...] = (1, 2), quick: bool
     for target in TARGETS:
         for t in threads:
             log(f"gemma.cpp: timing {len(arguments)} shapes, {target} target, {threads_label(t)}")
-            output = _run([str(binary), target, str(t), reps, *arguments], "the gemma.cpp driver")
+            command = [str(binary), target, str(t), reps, *arguments]
+            output = run_step(command, "the gemma.cpp driver")
             rows += parse(output, sites)
     print(
         "gemma.cpp 3ed403e: its CallMatMul with one row of A against the same call through our "

@@ -1,6 +1,5 @@
 // Stand-ins for what gemma/gemma.cc has in scope where it includes morello_gemma.h: the
-// Highway target macros, hwy::bfloat16_t, hwy::ThreadPool (gemma's Run(begin, end,
-// closure(task, thread)) shape), gcpp::CompressedArray, and gemma's own MatVec and
+// Highway pieces (hwy_standin.h), gcpp::CompressedArray, and gemma's own MatVec and
 // MatVecAdd templates (here plain loops that count their calls, so a test can tell which
 // code ran). Compiled without -mavx2, like gemma.cc's baseline.
 #pragma once
@@ -12,45 +11,7 @@
 #include <thread>
 #include <vector>
 
-#define HWY_ARCH_X86 1
-#define HWY_AVX2 (1LL << 9)
-#define HWY_TARGET HWY_AVX2
-#define HWY_NAMESPACE N_AVX2
-#define HWY_BEFORE_NAMESPACE()
-#define HWY_AFTER_NAMESPACE()
-#define HWY_INLINE inline
-#define HWY_RESTRICT __restrict__
-
-namespace hwy {
-
-struct bfloat16_t {
-  uint16_t bits;
-};
-
-class ThreadPool {
- public:
-  explicit ThreadPool(std::size_t workers) : workers_(workers) {}
-
-  template <class Closure>
-  void Run(uint64_t begin, uint64_t end, const Closure& closure) {
-    std::atomic<uint64_t> next{begin};
-    auto work = [&](std::size_t thread) {
-      for (uint64_t task; (task = next.fetch_add(1)) < end;) closure(task, thread);
-    };
-    std::vector<std::thread> threads;
-    for (std::size_t t = 1; t < workers_; ++t) threads.emplace_back(work, t);
-    work(0);
-    for (auto& t : threads) t.join();
-    ++runs;
-  }
-
-  std::size_t runs = 0;
-
- private:
-  std::size_t workers_;
-};
-
-}  // namespace hwy
+#include "hwy_standin.h"
 
 namespace gcpp {
 

@@ -30,6 +30,8 @@
 #define HWY_DISABLED_TARGETS GEMMA_DISABLED_TARGETS
 #endif
 
+#include "bench_timing.h"
+
 namespace morello_bench {
 constexpr size_t kRotationBytes = size_t{512} << 20;  // beyond any L3 of the hosts we run on
 
@@ -48,16 +50,6 @@ inline Config& Cfg() {
   static Config config;
   return config;
 }
-
-inline double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-inline double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 }  // namespace morello_bench
 #endif  // MORELLO_MATMUL_BENCH_ONCE
 
@@ -73,7 +65,7 @@ HWY_BEFORE_NAMESPACE();
 namespace gcpp {
 namespace HWY_NAMESPACE {
 namespace morello_bench_impl {
-using morello_bench::Now;
+using morello_bench::Seconds;
 using morello_bench::Shape;
 
 template <typename T>
@@ -163,9 +155,9 @@ void BenchShape(const Shape& s, ThreadingContext& ctx, const char* target) {
   for (int stable = 0, groups = 0; stable < 3 && groups < 40; ++groups) {
     std::vector<double> times;
     for (int i = 0; i < 8; ++i) {
-      const double t0 = Now();
+      const double t0 = Seconds();
       CallMatMul<TA, TC>(A, B[copy], nullptr, env, C);
-      times.push_back(Now() - t0);
+      times.push_back(Seconds() - t0);
       copy = (copy + 1) % B.size();
       CallMatMul(A, B[copy], nullptr, env, C);  // ours, warmed alike
       copy = (copy + 1) % B.size();
@@ -184,13 +176,13 @@ void BenchShape(const Shape& s, ThreadingContext& ctx, const char* target) {
   for (int r = 0; r < morello_bench::Cfg().reps; ++r) {
     for (int side = 0; side < 2; ++side) {  // alternate which goes first
       const bool gemma_first = (r + side) % 2 == 0;
-      const double t0 = Now();
+      const double t0 = Seconds();
       if (gemma_first) {
         CallMatMul<TA, TC>(A, B[copy], nullptr, env, C);
       } else {
         CallMatMul(A, B[copy], nullptr, env, C);
       }
-      (gemma_first ? gemma_t : ours_t).push_back(Now() - t0);
+      (gemma_first ? gemma_t : ours_t).push_back(Seconds() - t0);
       copy = (copy + 1) % B.size();
     }
   }

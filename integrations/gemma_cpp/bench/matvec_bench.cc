@@ -25,21 +25,13 @@
 #include "hwy/aligned_allocator.h"
 #include "hwy/contrib/thread_pool/thread_pool.h"
 
+#include "bench_timing.h"
+
 namespace morello_bench {
 // The largest weights of the list: Gemma 7B's vocabulary projection.
 constexpr size_t kCapacity = size_t{256000} * 3072;
 constexpr size_t kRotationBytes = size_t{256} << 20;
 using Weights = gcpp::CompressedArray<hwy::bfloat16_t, kCapacity>;
-
-inline double Seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-inline double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 }  // namespace morello_bench
 #endif  // MORELLO_GEMMA_BENCH_ONCE
 
